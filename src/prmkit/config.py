@@ -1,0 +1,65 @@
+"""Recipes: short YAML files of overrides, turned into the frozen per-stage config dataclasses.
+
+A recipe is a mapping of stage name to field overrides::
+
+    # prmkit demo --recipe recipes/world-quick.yaml
+    sft: {model: "scratch:test", max_steps: 50}
+    sample: {n: 4}
+
+``--set sft.lr=1e-3`` on the command line overrides a recipe value (parsed as YAML, so numbers,
+booleans and lists work). An unknown stage or field is an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Recipe mapping from a YAML file (or empty) with ``stage.field=value`` overrides applied."""
+    recipe: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ValueError(f"{path}: recipe not found") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: bad YAML: {e}") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+            raise ValueError(f"{path}: a recipe maps stage names to mappings of fields")
+        recipe = {k: dict(v) for k, v in loaded.items()}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.partition(".")
+        if not sep or not dot or not stage or not name:
+            raise ValueError(f"--set {item!r}: expected stage.field=value, e.g. sft.lr=1e-3")
+        recipe.setdefault(stage, {})[name] = yaml.safe_load(value)
+    return recipe
+
+
+def build(cls: type[T], values: dict[str, Any] | None, stage: str) -> T:
+    """Instantiate a stage config dataclass, naming any unknown field and the valid ones."""
+    values = dict(values or {})
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{stage}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+    for key, value in values.items():  # YAML "1e-3" is a string; coerce numbers where the field wants one
+        default = names[key].default
+        if isinstance(default, float) and isinstance(value, int | str) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            values[key] = tuple(value)
+    return cls(**values)
+
+
+def check_stages(recipe: dict[str, Any], valid: list[str], source: str = "recipe") -> None:
+    unknown = sorted(set(recipe) - set(valid))
+    if unknown:
+        raise ValueError(f"{source}: unknown stage(s) {', '.join(unknown)}; valid: {', '.join(valid)}")

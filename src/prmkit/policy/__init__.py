@@ -1,0 +1,6 @@
+"""Sampling backends behind one interface, and generator fine-tuning (``policy.sft``)."""
+
+from prmkit.policy import hf as _hf  # noqa: F401  (registers the "hf" backend)
+from prmkit.policy.base import Completion, Policy, make_policy, policy_names, register_policy
+
+__all__ = ["Completion", "Policy", "make_policy", "policy_names", "register_policy"]

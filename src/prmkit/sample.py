@@ -1,0 +1,134 @@
+"""The sampling stage: N solutions per problem into ``samples.jsonl``, graded, split into steps.
+
+Problems are sampled in chunks and every finished problem's N solutions are appended together,
+so a killed run resumes at the first problem without samples (a torn last line is repaired).
+
+Also the accuracy summary the papers report for a pool of samples: mean accuracy, and pass@k with
+the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from math import comb
+from pathlib import Path
+
+from prmkit.grading import extract_answer, grade_answer
+from prmkit.io import open_appender, read_jsonl
+from prmkit.models import format_prompt
+from prmkit.policy import Policy, make_policy, policy_names
+from prmkit.steps import split_steps
+from prmkit.types import Problem, Solution
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    backend: str = "hf"
+    n: int = 16
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    batch_size: int = 64
+    calculator: bool = True
+    chunk: int = 64  # problems per append
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.backend not in policy_names():
+            raise ValueError(f"sample.backend: unknown {self.backend!r}; valid: {', '.join(policy_names())}")
+        if self.n < 1 or self.batch_size < 1 or self.chunk < 1 or self.max_new_tokens < 1:
+            raise ValueError("sample: n, batch_size, chunk and max_new_tokens must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("sample: temperature must be >= 0 and top_p in (0, 1]")
+
+
+def make_solution(problem: Problem, sample_id: int, text: str, meta: dict | None = None) -> Solution:
+    """A graded, step-split solution record for one completion."""
+    kind = problem.kind
+    pred = extract_answer(text, kind)
+    return Solution(
+        problem_id=problem.id,
+        sample_id=sample_id,
+        text=text,
+        steps=split_steps(text, kind),
+        answer=pred,
+        correct=grade_answer(pred, problem.answer, kind),
+        meta=meta or {},
+    )
+
+
+def build_policy(model: str, cfg: SampleConfig) -> Policy:
+    return make_policy(
+        cfg.backend,
+        model,
+        calculator=cfg.calculator,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+
+
+def sample_problems(
+    policy: Policy, problems: list[Problem], cfg: SampleConfig, out_path: str | Path, progress: bool = True
+) -> list[Solution]:
+    """Sample ``cfg.n`` solutions per problem into ``out_path`` (resuming), return all of them."""
+    writer, done = open_appender(out_path, key=lambda r: r["problem_id"])
+    todo = [p for p in problems if p.id not in done]
+    position = {p.id: i for i, p in enumerate(problems)}
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo) * cfg.n, desc=f"sampling {Path(out_path).name}", unit="sample")
+    with writer:
+        for start in range(0, len(todo), cfg.chunk):
+            chunk = todo[start : start + cfg.chunk]
+            rows = policy.generate(
+                [format_prompt(p.question) for p in chunk],
+                n=cfg.n,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                seed=cfg.seed * 1_000_003 + position[chunk[0].id],  # same on resume
+            )
+            for p, completions in zip(chunk, rows, strict=True):
+                writer.write_many(
+                    make_solution(p, i, c.text, {"n_tokens": c.n_tokens, "finish": c.finish_reason})
+                    for i, c in enumerate(completions)
+                )
+            if bar is not None:
+                bar.update(len(chunk) * cfg.n)
+    if bar is not None:
+        bar.close()
+    wanted = {p.id for p in problems}
+    return [s for s in read_jsonl(out_path, Solution) if s.problem_id in wanted]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021).
+
+    >>> pass_at_k(4, 1, 1), pass_at_k(4, 1, 4), pass_at_k(4, 0, 2)
+    (0.25, 1.0, 0.0)
+    """
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def accuracy_summary(solutions: list[Solution], ks: tuple[int, ...] = (1, 4, 16)) -> dict[str, float]:
+    """Mean accuracy over all samples and mean pass@k over problems (k up to the samples per problem)."""
+    by_problem: dict[str, list[bool]] = defaultdict(list)
+    for s in solutions:
+        by_problem[s.problem_id].append(bool(s.correct))
+    if not by_problem:
+        raise ValueError("accuracy_summary: no solutions")
+    n_min = min(len(v) for v in by_problem.values())
+    out = {
+        "problems": len(by_problem),
+        "samples": len(solutions),
+        "accuracy": sum(map(sum, by_problem.values())) / len(solutions),
+    }
+    for k in ks:
+        if k <= n_min:
+            out[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in by_problem.values()) / len(by_problem)
+    return out

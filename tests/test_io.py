@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from prmkit.io import DataError, atomic_write_json, open_appender, read_jsonl, repair_tail, write_jsonl
+from prmkit.types import Problem, Solution, StepLabels, Verdict
+
+
+def test_records_roundtrip():
+    p = Problem(id="w-1", question="q?", answer="7", solution="3+4 = <<3+4=7>>7\n#### 7", meta={"g": [1, 2]})
+    s = Solution(problem_id="w-1", sample_id=3, text="x\n#### 7", steps=["x", "#### 7"], answer="7", correct=True)
+    v = Verdict(step_correct=[True, False], first_error=1, error_types=[None, "logical"], final_correct=False)
+    lab = StepLabels(problem_id="w-1", sample_id=3, steps=["x", "y"], hard=[1, None], soft=[0.5, None])
+    for r in (p, s, v, lab):
+        assert type(r).from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    assert v.error_type == "logical"
+    assert s.key == "w-1/3"
+
+
+def test_read_jsonl_names_file_line_and_field(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "question": "q", "answer": "1"}\n\n{"id": "b", "question": "q"}\n')
+    with pytest.raises(DataError, match=r"p.jsonl:3: .*'answer'") as e:
+        read_jsonl(path, Problem)
+    assert e.value.line == 3 and e.value.field == "answer"
+    path.write_text('{"id": "a", "question": "q", "answer": 1}\n')
+    with pytest.raises(DataError, match=r"p.jsonl:1: .*'answer'"):
+        read_jsonl(path, Problem)
+    path.write_text('{"id": "a",\n')
+    with pytest.raises(DataError, match=r"p.jsonl:1: bad JSON"):
+        read_jsonl(path)
+    with pytest.raises(DataError, match="file not found"):
+        read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_appender_resumes_and_repairs_torn_tail(tmp_path):
+    path = tmp_path / "out.jsonl"
+    w, done = open_appender(path, key=lambda r: r["k"])
+    assert done == set()
+    with w:
+        w.write({"k": 1})
+        w.write_many([{"k": 2}, {"k": 3}])
+    with path.open("a") as f:  # a kill mid-write leaves half a line
+        f.write('{"k": 4, "x": [1, 2')
+    w, done = open_appender(path, key=lambda r: r["k"])
+    assert done == {1, 2, 3}
+    with w:
+        w.write({"k": 4})
+    assert [r["k"] for r in read_jsonl(path)] == [1, 2, 3, 4]
+    assert not repair_tail(path)
+
+
+def test_repair_tail_without_newline_and_long_lines(tmp_path):
+    path = tmp_path / "out.jsonl"
+    big = {"k": "x" * 10000}
+    path.write_text(json.dumps(big) + "\n" + json.dumps(big))  # valid JSON but no newline: torn
+    assert repair_tail(path)
+    assert read_jsonl(path) == [big]
+    path.write_text('{"k": 1')
+    assert repair_tail(path) and path.read_text() == ""
+
+
+def test_atomic_writes(tmp_path):
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
+    write_jsonl(tmp_path / "a.jsonl", [{"a": 1}, {"a": 2}])
+    assert read_jsonl(tmp_path / "a.jsonl") == [{"a": 1}, {"a": 2}]
+    assert not list(tmp_path.glob(".*tmp"))
