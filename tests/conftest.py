@@ -12,5 +12,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} not found: real-data checks need the shared data directory beside the repo")
+        pytest.skip(
+            f"{SHARED_DATA} not found: real-data checks need the shared data directory beside the repo"
+        )
     return SHARED_DATA

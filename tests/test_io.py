@@ -8,7 +8,9 @@ from prmkit.types import Problem, Solution, StepLabels, Verdict
 
 def test_records_roundtrip():
     p = Problem(id="w-1", question="q?", answer="7", solution="3+4 = <<3+4=7>>7\n#### 7", meta={"g": [1, 2]})
-    s = Solution(problem_id="w-1", sample_id=3, text="x\n#### 7", steps=["x", "#### 7"], answer="7", correct=True)
+    s = Solution(
+        problem_id="w-1", sample_id=3, text="x\n#### 7", steps=["x", "#### 7"], answer="7", correct=True
+    )
     v = Verdict(step_correct=[True, False], first_error=1, error_types=[None, "logical"], final_correct=False)
     lab = StepLabels(problem_id="w-1", sample_id=3, steps=["x", "y"], hard=[1, None], soft=[0.5, None])
     for r in (p, s, v, lab):

@@ -41,7 +41,9 @@ class BigramModel(torch.nn.Module):
         self.first = ids[0]
         self.seen: list[int] = []
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True):
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True
+    ):
         logits = self.table[input_ids]  # (B, T, V)
         if past_key_values is None:  # prefill: start the script
             logits[:, -1, :] = -1e9
@@ -91,7 +93,11 @@ def llama(tok):
 
 
 def test_greedy_matches_hf_generate_with_left_padding(tok, llama):
-    prompts = [format_prompt("Tom buys 3 boxes of 4 pens."), "He", format_prompt("Ann has 48 clips and sells half.")]
+    prompts = [
+        format_prompt("Tom buys 3 boxes of 4 pens."),
+        "He",
+        format_prompt("Ann has 48 clips and sells half."),
+    ]
     ours = HFPolicy(llama, tok, calculator=False, max_new_tokens=12, device="cpu").generate(
         prompts, n=1, temperature=0.0
     )
@@ -121,7 +127,9 @@ def test_n_samples_share_prefill_and_are_seeded(tok, llama):
     assert calls[0][0] == 2  # one prefill row per prompt, not per sample
     assert all(shape[0] <= 10 and shape[1] == 1 for shape in calls[1:])
     assert [len(r) for r in a] == [5, 5]
-    b = HFPolicy(llama, tok, max_new_tokens=8, device="cpu").sample(["He buys", "Ann has 48"], n=5, temperature=1.0, seed=3)
+    b = HFPolicy(llama, tok, max_new_tokens=8, device="cpu").sample(
+        ["He buys", "Ann has 48"], n=5, temperature=1.0, seed=3
+    )
     assert a == b
 
 

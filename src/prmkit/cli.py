@@ -24,10 +24,12 @@ app = typer.Typer(
 
 RecipeOpt = Annotated[Path | None, typer.Option("--recipe", "-r", help="Recipe YAML of per-stage overrides.")]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", "-s", help="Override a recipe field: stage.field=value (repeatable).")
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe field: stage.field=value (repeatable)."),
 ]
 SourceOpt = Annotated[
-    str, typer.Option(help="Problem source: world (run dir or JSONL), gsm8k, math500, jsonl (question/answer).")
+    str,
+    typer.Option(help="Problem source: world (run dir or JSONL), gsm8k, math500, jsonl (question/answer)."),
 ]
 SplitOpt = Annotated[str, typer.Option(help="Split to read: train, test or ood (world); train/test (hub).")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N problems.")]
@@ -46,7 +48,9 @@ def _recipe(recipe: Path | None, sets: list[str] | None) -> dict:
 
 @app.command()
 def world(
-    out: Annotated[Path, typer.Option(help="Run directory; problems go to OUT/world/{train,test,ood}.jsonl.")],
+    out: Annotated[
+        Path, typer.Option(help="Run directory; problems go to OUT/world/{train,test,ood}.jsonl.")
+    ],
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ):
@@ -66,7 +70,9 @@ def world(
 
 @app.command()
 def sft(
-    problems: Annotated[str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")],
+    problems: Annotated[
+        str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
+    ],
     out: Annotated[Path, typer.Option(help="Output model directory (Hugging Face format).")],
     source: SourceOpt = "world",
     split: SplitOpt = "train",

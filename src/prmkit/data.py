@@ -106,7 +106,9 @@ def load_jsonl(
             solution, answer = answer, gsm8k_gold(answer)
         pid = str(rec[id_field]) if id_field and id_field in rec else f"{Path(path).stem}-{lineno - 1:05d}"
         out.append(
-            Problem(id=pid, question=rec[question_field], answer=answer, solution=solution, kind=kind, split=split)
+            Problem(
+                id=pid, question=rec[question_field], answer=answer, solution=solution, kind=kind, split=split
+            )
         )
     return out
 
@@ -127,7 +129,9 @@ LOADERS: dict[str, Callable[..., list[Problem]]] = {
 }
 
 
-def load_problems(source: str, path: str, split: str = "test", limit: int | None = None, **kw: Any) -> list[Problem]:
+def load_problems(
+    source: str, path: str, split: str = "test", limit: int | None = None, **kw: Any
+) -> list[Problem]:
     """Problems from a named source ("gsm8k", "math500", "world", "jsonl") at a path or hub id."""
     if source not in LOADERS:
         raise ValueError(f"unknown problem source {source!r}; valid: {', '.join(LOADERS)}")

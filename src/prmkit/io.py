@@ -143,9 +143,7 @@ class JsonlAppender:
         self.close()
 
 
-def open_appender(
-    path: str | Path, key: Callable[[dict[str, Any]], Any]
-) -> tuple[JsonlAppender, set[Any]]:
+def open_appender(path: str | Path, key: Callable[[dict[str, Any]], Any]) -> tuple[JsonlAppender, set[Any]]:
     """Resume an append-only JSONL output: repair a torn tail, return the appender and done keys."""
     path = Path(path)
     repair_tail(path)

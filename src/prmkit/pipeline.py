@@ -79,7 +79,11 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
     saved = run_dir / "recipe.yaml"
     if saved.exists():
         old = yaml.safe_load(saved.read_text())
-        changed = [k for k in STAGES if json.dumps(old.get(k), sort_keys=True) != json.dumps(resolved[k], sort_keys=True)]
+        changed = [
+            k
+            for k in STAGES
+            if json.dumps(old.get(k), sort_keys=True) != json.dumps(resolved[k], sort_keys=True)
+        ]
         if changed:
             raise ValueError(
                 f"{run_dir} was made with a different recipe (stages: {', '.join(changed)}); "
@@ -108,11 +112,18 @@ def _evaluate_split(
         greedy_cfg = build(SampleConfig, {**asdict(recipe.sample), "n": 1, "temperature": 0.0}, "sample")
         policy = build_policy(str(generator), greedy_cfg)
         sols = timer.run(
-            f"sample_{name}_greedy", sample_problems, policy, problems, greedy_cfg, run_dir / f"samples_{name}_greedy.jsonl"
+            f"sample_{name}_greedy",
+            sample_problems,
+            policy,
+            problems,
+            greedy_cfg,
+            run_dir / f"samples_{name}_greedy.jsonl",
         )
         out["greedy_accuracy"] = accuracy_summary(sols, ks=())["accuracy"]
     policy = build_policy(str(generator), recipe.sample)
-    sols = timer.run(f"sample_{name}", sample_problems, policy, problems, recipe.sample, run_dir / f"samples_{name}.jsonl")
+    sols = timer.run(
+        f"sample_{name}", sample_problems, policy, problems, recipe.sample, run_dir / f"samples_{name}.jsonl"
+    )
     ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64) if k <= recipe.sample.n)
     summary = accuracy_summary(sols, ks=ks)
     out.update(
@@ -159,7 +170,10 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
     splits = {"test": world["test"][: recipe.demo.test_problems or None]}
     if recipe.demo.ood_problems:
         splits["ood"] = world["ood"][: recipe.demo.ood_problems]
-    results = {name: _evaluate_split(name, probs, generator, recipe, run_dir, timer) for name, probs in splits.items()}
+    results = {
+        name: _evaluate_split(name, probs, generator, recipe, run_dir, timer)
+        for name, probs in splits.items()
+    }
     report = {"run_dir": str(run_dir), "recipe": recipe.to_dict(), "splits": results, "timings": timer.times}
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_text(run_dir / "report.md", render_report(report))

@@ -130,5 +130,7 @@ def accuracy_summary(solutions: list[Solution], ks: tuple[int, ...] = (1, 4, 16)
     }
     for k in ks:
         if k <= n_min:
-            out[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in by_problem.values()) / len(by_problem)
+            out[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in by_problem.values()) / len(
+                by_problem
+            )
     return out

@@ -127,7 +127,9 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=int(cfg.warmup_ratio * (cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs)),
+        warmup_steps=int(
+            cfg.warmup_ratio * (cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs)
+        ),
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="cosine",
         logging_steps=cfg.logging_steps,
@@ -135,7 +137,7 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         save_total_limit=2,
         bf16=cfg.bf16,
         seed=cfg.seed,
-        group_by_length=True,
+        train_sampling_strategy="group_by_length",
         report_to="none",
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),

@@ -1,0 +1,493 @@
+r"""Answer extraction and grading: the one grader behind rollout labels, ORM labels, best-of-N and RL rewards.
+
+Two kinds of answer (``KINDS``):
+
+- ``"gsm8k"``: a number. Extraction reads the last ``#### N`` line (GSM8K's format), else the last
+  ``\boxed{N}``, else "the answer is N", else "A: N", else the last number in the text. Numbers compare
+  exactly as ``fractions.Fraction``: "1,000.00", "$1000" and "1000 dollars" are equal, "3/4" equals "0.75".
+- ``"math"``: a LaTeX expression (MATH, PRM800K, ProcessBench). Extraction reads the content of the last
+  ``\boxed{...}`` or ``\fbox{...}`` (nested braces matched), else PRM800K's ``# Answer`` line, else "the
+  answer is ...". Grading tries cheap string normalisation first (Hendrycks et al.'s ``strip_string``
+  family of rules), then exact rationals, then math-verify's symbolic comparison.
+
+    >>> extract_answer("He pays 3 * 6 = <<3*6=18>>18 dollars.\n#### 18", "gsm8k")
+    '18'
+    >>> grade_answer("$1,000.00", "1000", "gsm8k")
+    True
+    >>> extract_answer(r"so $x = \boxed{\frac{1}{2}}$.", "math")
+    '\\frac{1}{2}'
+    >>> grade_answer(r"\dfrac{1}{2}", "0.5", "math")
+    True
+
+Where this departs from the references:
+
+- Cobbe et al. compare the text after ``####`` as a string; here numbers compare exactly as rationals, and
+  answers without ``####`` are read too, so a sampled solution that forgets the marker still grades.
+- "gsm8k" extraction also reads ``\boxed{}``: instruction-tuned models (Qwen, Llama) write it on GSM8K.
+- math-verify's own timeout uses SIGALRM, which works only in the main thread and cannot interrupt long
+  C-level arithmetic. Here math-verify runs with its timeouts off in one long-lived worker subprocess per
+  process; the caller waits at most ``timeout_s`` for its answer, then kills and replaces the worker.
+  This works from any thread, adds ~30 us of pipe traffic per comparison, and a timed-out comparison
+  grades False (and is cached, so a pathological pair costs its timeout once). POSIX only.
+- Lightman et al. (PRM800K) grade with their own sympy normaliser; math-verify is stricter about
+  sets/intervals and more lenient about units and ``\text{}``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+
+KINDS = ("gsm8k", "math")
+MATH_TIMEOUT_S = 5.0  # math-verify's default per comparison
+_STARTUP_TIMEOUT_S = 120.0  # importing sympy on a loaded machine
+_WORKER_MEMORY_BYTES = 4 << 30  # a runaway expansion raises MemoryError (graded False), never swaps
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown answer kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+
+# "1,234.5", "12", ".5": a comma group counts as a thousands separator only when it is exactly 3 digits.
+_UNUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d|,\d)|\d+)(?:\.\d+)?|\.\d+"
+# A sign only where it cannot be an operator: "16-3" is 16 then 3, "= -3" is -3.
+_NUMBER_RE = re.compile(
+    rf"(?P<sign>(?<![\w)\]}}])[-+])?(?:\\?\$)?"  # "-$15" is -15
+    rf"(?:\\[dt]?frac\{{\s*(?P<fn>{_UNUM})\s*\}}\{{\s*(?P<fd>{_UNUM})\s*\}}"
+    rf"|(?P<num>{_UNUM})(?:/(?P<den>{_UNUM})(?![\d/]))?)"
+)
+_DECORATION_RE = re.compile(r"\\[$%!,]|\{,\}|\*\*|\\\(|\\\)|[$%€£¥]")
+_TEXT_RE = re.compile(r"\\(?:text|textbf|mbox|mathrm)\s*\{([^{}]*)\}")
+_UNIT = r"[A-Za-zµ\u00c0-\u024f][A-Za-zµ\u00c0-\u024f\s.'/²³-]*(?:\^\{?\d\}?)?"  # "dollars", "km/h", "cm^2"
+_WHOLE_NUMBER_RE = re.compile(rf"(?:{_NUMBER_RE.pattern})\s*(?:{_UNIT})?")
+
+
+def _fraction(m: re.Match[str]) -> Fraction | None:
+    num, den = (m["fn"], m["fd"]) if m["fn"] is not None else (m["num"], m["den"] or "1")
+    try:
+        value = Fraction(num.replace(",", "")) / Fraction(den.replace(",", ""))
+    except ZeroDivisionError:
+        return None
+    return -value if m["sign"] == "-" else value
+
+
+def _parse_number(s: str) -> Fraction | None:
+    """The number ``s`` spells, allowing currency, thousands separators, %, units and a final period."""
+    s = _TEXT_RE.sub(r" \1", s.replace("\u2212", "-"))
+    s = _DECORATION_RE.sub("", s).strip().rstrip(".").strip()
+    m = _WHOLE_NUMBER_RE.fullmatch(s)
+    return _fraction(m) if m else None
+
+
+def _canonical(value: Fraction) -> str:
+    """Integers as integers, terminating decimals as decimals, other rationals as "p/q"."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    d, twos, fives = value.denominator, 0, 0
+    while d % 2 == 0:
+        d, twos = d // 2, twos + 1
+    while d % 5 == 0:
+        d, fives = d // 5, fives + 1
+    if d != 1:
+        return f"{value.numerator}/{value.denominator}"
+    k = max(twos, fives)  # n/d == n * 10**k / d / 10**k, exactly
+    digits = str(abs(value.numerator) * 10**k // value.denominator).rjust(k + 1, "0")
+    return f"{'-' if value < 0 else ''}{digits[:-k]}.{digits[-k:]}"
+
+
+def normalize_number(s: str) -> str | None:
+    """Canonical string of the number ``s`` spells, or None if ``s`` is not a number.
+
+    Equal values give equal strings, so the result can key majority votes.
+
+        >>> [normalize_number(s) for s in ["1,000.00", "$18", "-3.50", "18 dollars.", "20%", "6/8", "1/3"]]
+        ['1000', '18', '-3.5', '18', '20', '0.75', '1/3']
+        >>> normalize_number("x = 5") is None
+        True
+    """
+    value = _parse_number(s)
+    return None if value is None else _canonical(value)
+
+
+def _first_number(segment: str) -> str | None:
+    for m in _NUMBER_RE.finditer(segment.replace("\u2212", "-")):
+        value = _fraction(m)
+        if value is not None:
+            return _canonical(value)
+    return None
+
+
+def _last_number(text: str) -> str | None:
+    for m in reversed(list(_NUMBER_RE.finditer(text.replace("\u2212", "-")))):
+        value = _fraction(m)
+        if value is not None:
+            return _canonical(value)
+    return None
+
+
+# ------------------------------------------------------------------------------------------- extraction
+
+_HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
+_ANSWER_IS_RE = re.compile(r"\banswer\s+is\s*:?[ \t]*([^\n]*)", re.IGNORECASE)
+_A_COLON_RE = re.compile(r"(?<![\w])A:[ \t]*(?:\*\*|\$|\\\()?[ \t]*([^\n]*)")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_PRM800K_ANSWER_RE = re.compile(r"^#[ \t]*Answer[ \t]*\n+[ \t]*([^\n]+)", re.MULTILINE)
+
+
+def _braced(text: str, i: int) -> str | None:
+    """Content of the brace group opening at ``text[i]``; a backslash escapes the next character."""
+    depth, k = 0, i
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            k += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : k]
+        k += 1
+    return None  # unbalanced: a truncated sample
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed 5`` in ``text``, or None.
+
+    >>> last_boxed(r"$\boxed{1}$ then $\boxed{\frac{\sqrt{2}}{2}}$")
+    '\\frac{\\sqrt{2}}{2}'
+    """
+    for m in reversed(list(_BOX_RE.finditer(text))):
+        rest = text[m.end() :]
+        stripped = rest.lstrip(" ")
+        if stripped.startswith("{"):
+            content = _braced(text, len(text) - len(stripped))
+        else:
+            token = re.match(r"\s+([^\s$]+)", rest)
+            content = token[1].rstrip(".,") if token else None
+        if content is not None:
+            return content.strip()
+    return None
+
+
+def _answer_is_segment(segment: str) -> str:
+    """The expression after "the answer is": a $...$ / \\(...\\) group, else up to the end of the sentence."""
+    segment = segment.strip().removeprefix("**").strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if segment.startswith(left):
+            end = segment.find(right, len(left))
+            return segment[len(left) : end if end >= 0 else None]
+    return re.split(r"\.(?:\s|$)|\*\*", segment, maxsplit=1)[0]
+
+
+def _extract_gsm8k(text: str) -> str | None:
+    if (marks := _HASH_RE.findall(text)) and (answer := _first_number(marks[-1])):
+        return answer
+    if (box := last_boxed(text)) is not None and (answer := _first_number(box)):
+        return answer
+    if (said := _ANSWER_IS_RE.findall(text)) and (answer := _first_number(said[-1])):
+        return answer
+    if (said := _A_COLON_RE.findall(text)) and (m := _NUMBER_RE.match(said[-1])):
+        return _first_number(m[0])  # "A: 5" only when the number comes first, not "A: She had 3 ..."
+    return _last_number(text)
+
+
+def _extract_math(text: str) -> str | None:
+    if (box := last_boxed(text)) is not None:
+        return box or None
+    if m := _PRM800K_ANSWER_RE.findall(text):
+        return m[-1].strip().strip("$").strip() or None
+    if m := _ANSWER_IS_RE.findall(text):
+        return _answer_is_segment(m[-1]).strip().rstrip(".").strip() or None
+    return None
+
+
+def extract_answer(text: str, kind: str) -> str | None:
+    r"""The final answer written in ``text``, or None when there is none.
+
+    "gsm8k" answers come back canonical (``normalize_number``); "math" answers as the LaTeX written.
+
+        >>> extract_answer("#### 5\nso the answer is $1,234.", "gsm8k")
+        '5'
+        >>> extract_answer("She has 18 - 3 = 15 left. The answer is: 15 apples.", "gsm8k")
+        '15'
+        >>> extract_answer("2 + 2 = 4 so 4 * 3 = 12", "gsm8k")
+        '12'
+        >>> extract_answer(r"$\boxed{2}$, no: $\boxed{\{1, \frac{1}{2}\}}$", "math")
+        '\\{1, \\frac{1}{2}\\}'
+        >>> extract_answer("The final answer is $x^2$. I hope it is correct.", "math")
+        'x^2'
+    """
+    _check_kind(kind)
+    return _extract_gsm8k(text) if kind == "gsm8k" else _extract_math(text)
+
+
+# ---------------------------------------------------------------------------------------------- grading
+
+_LATEX_RULES = [
+    (re.compile(r"\\(?:left|right|big|Big|bigg|Bigg|displaystyle)(?![A-Za-z])"), ""),
+    (re.compile(r"\\[!,;: ]|~"), ""),
+    (re.compile(r"\\[dt]frac(?![A-Za-z])"), r"\\frac"),
+    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![A-Za-z])"), ""),
+    (re.compile(r"\\?%|\\\$|\$"), ""),
+]
+# "5\text{ cm}^2" is 5; \mathrm is left alone, it also writes constants ("2\mathrm{i}").
+_UNIT_SUFFIX_RE = re.compile(r"(.*?\S)\s*\\(?:text|mbox)\s*\{\s*[A-Za-z][A-Za-z\s.]*\}(?:\^\{?\d\}?)?")
+_SHORT_FRAC_RULES = [
+    (re.compile(r"\\frac(\d)(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac(\d)\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\{([^{}]*)\}(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\sqrt(\d)"), r"\\sqrt{\1}"),
+]
+_EXACT_NUMBER_RE = re.compile(
+    r"(?P<sign>-)?(?:\\frac\{(?P<fn>\d+)\}\{(?P<fd>\d+)\}|(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:/(?P<den>\d+))?)"
+)
+
+
+def _normalize_latex(s: str) -> str:
+    r"""Cheap canonical form of a LaTeX answer: equal forms mean equal answers, not the converse.
+
+    >>> _normalize_latex(r"$\left( 3, \dfrac{\pi}{2} \right)$.")
+    '(3,\\frac{\\pi}{2})'
+    >>> _normalize_latex(r"x = 30^\circ"), _normalize_latex(r"10\text{ cm}^2"), _normalize_latex(r"\frac12")
+    ('30', '10', '\\frac{1}{2}')
+    """
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left) : len(s) - len(right)]
+    s = s.strip().rstrip(".").strip()
+    for pattern, repl in _LATEX_RULES:
+        s = pattern.sub(repl, s)
+    if m := _UNIT_SUFFIX_RE.fullmatch(s.strip()):
+        s = m[1]
+    s = _TEXT_RE.sub(r"\1", s)
+    lhs, eq, rhs = s.partition("=")
+    if eq and "=" not in rhs and len(lhs.strip()) <= 2 and rhs.strip():
+        s = rhs  # "x = 5" answers "5"
+    for pattern, repl in _SHORT_FRAC_RULES:
+        s = pattern.sub(repl, s)
+    s = re.sub(r"\s+", "", s).rstrip(".")
+    return re.sub(r"(?<![\d}])\.(\d)", r"0.\1", s)
+
+
+def _exact_number(s: str) -> Fraction | None:
+    m = _EXACT_NUMBER_RE.fullmatch(s)
+    return _fraction(m) if m else None
+
+
+def _grade_math(pred: str, gold: str, timeout_s: float) -> bool:
+    if not pred.strip():
+        return False
+    p, g = _normalize_latex(pred), _normalize_latex(gold)
+    if p == g and p:
+        return True
+    p_value, g_value = _exact_number(p), _exact_number(g)
+    if p_value is not None and g_value is not None:
+        if p_value == g_value:
+            return True
+        if "." not in p + g:
+            return False  # two different exact rationals; decimals go on to math-verify's rounding
+    return _math_verify_equal(pred.strip(), gold.strip(), timeout_s)
+
+
+def grade_answer(pred: str | None, gold: str, kind: str, *, timeout_s: float = MATH_TIMEOUT_S) -> bool:
+    r"""Whether the extracted answer ``pred`` equals the reference ``gold``; None grades False.
+
+    A "math" comparison that takes longer than ``timeout_s`` seconds grades False and does not raise.
+
+        >>> grade_answer("0.75", "3/4", "gsm8k"), grade_answer("18.0", "18", "gsm8k"), grade_answer(None, "1", "gsm8k")
+        (True, True, False)
+        >>> grade_answer(r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}", "math"), grade_answer("3", "4", "math")
+        (True, False)
+    """
+    _check_kind(kind)
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if not isinstance(gold, str):
+        raise TypeError(f"gold answer must be a string, got {type(gold).__name__}")
+    if pred is None:
+        return False
+    if kind == "math":
+        return _grade_math(pred, gold, timeout_s)
+    p, g = _parse_number(pred), _parse_number(gold)
+    if p is None or g is None:  # not numbers: only the identical non-empty string counts
+        return p is None and g is None and bool(pred.strip()) and pred.strip() == gold.strip()
+    return p == g
+
+
+# ---------------------------------------------------------------------------------- math-verify worker
+
+# The worker loads this file by path, so starting it never imports the prmkit package (torch).
+_WORKER_BOOT = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('_prmkit_grading_worker', sys.argv[1])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "sys.modules[spec.name] = module\n"
+    "spec.loader.exec_module(module)\n"
+    "module._serve()\n"
+)
+
+
+class _VerifyWorker:
+    """One long-lived math-verify subprocess; a late answer kills it and the next call starts a new one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
+        self._ready = False
+
+    def equal(self, pred: str, gold: str, timeout_s: float) -> bool:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn()
+            if not self._ready:
+                self._await_ready()
+            assert self._proc is not None and self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(json.dumps([pred, gold, timeout_s]).encode() + b"\n")
+                self._proc.stdin.flush()
+                line = self._readline(time.monotonic() + timeout_s)
+            except OSError:  # the worker died (killed for CPU or memory by its own limits)
+                line = None
+            if line is None:
+                self._spawn()  # kills the late worker; the new one imports sympy while the caller goes on
+                return False
+            return line == b"1"
+
+    def _spawn(self) -> None:
+        self.close(wait_s=0.0)
+        # -P: the worker's sys.path does not start with the current directory (which may shadow stdlib).
+        self._proc = subprocess.Popen(
+            [sys.executable, "-P", "-c", _WORKER_BOOT, os.path.abspath(__file__)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._buffer, self._ready = b"", False
+
+    def _await_ready(self) -> None:
+        self._ready = self._readline(time.monotonic() + _STARTUP_TIMEOUT_S) == b"ready"
+        if not self._ready:
+            self.close(wait_s=0.0)
+            raise RuntimeError("the math-verify grading worker did not start; see its error above")
+
+    def _readline(self, deadline: float) -> bytes | None:
+        """The worker's next line, or None when it is late or gone."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while b"\n" not in self._buffer:
+            left_ms = (deadline - time.monotonic()) * 1000
+            if left_ms <= 0 or not poller.poll(left_ms):
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def close(self, wait_s: float = 1.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # an idle worker exits on end of input
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the worker belongs to the parent; drop our copies of its pipes."""
+        self._lock = threading.Lock()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+            proc.returncode = 0  # not our child: keep Popen.__del__ from waiting on it
+
+
+_WORKER = _VerifyWorker()
+atexit.register(_WORKER.close)
+os.register_at_fork(after_in_child=_WORKER.forget_after_fork)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _math_verify_equal(pred: str, gold: str, timeout_s: float) -> bool:
+    return _WORKER.equal(pred, gold, timeout_s)
+
+
+# ------------------------------------------------------------------------------- inside the worker process
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _parsed(expr: str) -> tuple[object, ...]:
+    from math_verify import parse
+
+    return tuple(parse(f"\\boxed{{{expr}}}", parsing_timeout=None))  # type: ignore[arg-type]
+
+
+def _verify_in_worker(pred: str, gold: str) -> bool:
+    from math_verify import verify
+
+    g, p = _parsed(gold), _parsed(pred)
+    return bool(g and p and verify(list(g), list(p), timeout_seconds=None))
+
+
+def _limit_cpu(timeout_s: float) -> None:
+    """Orphan guard: if the parent dies mid-comparison, the kernel still stops the work soon after."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime + timeout_s) + 2
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _serve() -> None:
+    """Worker loop: a JSON ``[pred, gold, timeout_s]`` per line in, "1" or "0" per line out."""
+    import logging
+    import resource
+
+    logging.disable(logging.CRITICAL)  # math-verify warns that its timeouts are off: the parent keeps time
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard == resource.RLIM_INFINITY or hard > _WORKER_MEMORY_BYTES:
+        resource.setrlimit(resource.RLIMIT_AS, (_WORKER_MEMORY_BYTES, hard))
+    import math_verify  # noqa: F401  (import errors surface here, on stderr, before "ready")
+
+    out = sys.stdout.buffer
+    out.write(b"ready\n")
+    out.flush()
+    for line in sys.stdin.buffer:
+        pred, gold, timeout_s = json.loads(line)
+        _limit_cpu(timeout_s)
+        try:
+            ok = _verify_in_worker(pred, gold)
+        except Exception:  # MemoryError, RecursionError and sympy's own errors: not equal
+            ok = False
+        out.write(b"1\n" if ok else b"0\n")
+        out.flush()

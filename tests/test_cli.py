@@ -1,0 +1,94 @@
+"""The command line: help on every command, located errors, and the demo smoke run (slow)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from prmkit.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("cmd", [[], ["world"], ["sft"], ["sample"], ["demo"]])
+def test_help(cmd):
+    result = runner.invoke(app, [*cmd, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_bad_problems_file_names_file_line_field(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"question": "q", "answer": "1"}\n{"question": "q"}\n')
+    result = runner.invoke(
+        app,
+        [
+            "sample",
+            "--model",
+            "x",
+            "--problems",
+            str(bad),
+            "--source",
+            "jsonl",
+            "--out",
+            str(tmp_path / "s.jsonl"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "p.jsonl:2: missing field 'answer'" in result.output
+
+
+def test_unknown_backend_and_field(tmp_path):
+    result = runner.invoke(app, ["world", "--out", str(tmp_path), "--set", "world.n_trian=5"])
+    assert result.exit_code == 2 and "n_trian" in result.output and "valid:" in result.output
+    result = runner.invoke(
+        app,
+        ["sample", "--model", "x", "--problems", "p", "--out", "o", "--set", "sample.backend=vlm"],
+    )
+    assert result.exit_code == 2 and "valid: hf" in result.output
+
+
+def test_world_command(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "world",
+            "--out",
+            str(tmp_path),
+            "--set",
+            "world.n_train=50",
+            "--set",
+            "world.n_test=5",
+            "--set",
+            "world.n_ood=5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "world" / "train.jsonl").read_text().splitlines()) == 50
+
+
+@pytest.mark.slow
+def test_demo_quick_smoke_and_resume(tmp_path):
+    run = tmp_path / "run"
+    args = ["demo", "--recipe", str(ROOT / "recipes/world-quick.yaml"), "--run-dir", str(run)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "report.json").read_text())
+    test = report["splits"]["test"]
+    assert (
+        test["problems"] == 12
+        and 0 <= test["greedy_accuracy"] <= 1
+        and set(test["pass_at_k"]) == {"1", "2", "4"}
+    )
+    assert "| greedy (T=0) |" in (run / "report.md").read_text()
+    assert (run / "generator" / "config.json").exists()
+    n_samples = len((run / "samples_test.jsonl").read_text().splitlines())
+    assert n_samples == 12 * 4
+    # a rerun resumes: nothing is sampled twice
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len((run / "samples_test.jsonl").read_text().splitlines()) == n_samples
+    # a different recipe in the same run dir is refused
+    result = runner.invoke(app, [*args, "--set", "sample.n=8"])
+    assert result.exit_code == 2 and "different recipe" in result.output
