@@ -39,3 +39,41 @@ def test_sft_trains_changes_weights_and_resumes(tmp_path):
     changed = [not torch.equal(a, b) for a, b in zip(init.parameters(), final.parameters(), strict=True)]
     assert all(changed)
     assert train_sft(cfg, problems, out) == out  # a finished directory is left alone
+
+
+def test_sft_and_sample_on_real_gsm8k_with_a_model_path(shared_data, tmp_path):
+    """The real-data path: GSM8K train lines, a tiny model trained from scratch, then fine-tuned again
+    from its directory (as a Hugging Face id or path would be), then sampled through the CLI."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from prmkit.cli import app
+    from prmkit.data import load_problems
+
+    problems = load_problems("gsm8k", str(shared_data / "gsm8k/train.jsonl"), split="train", limit=16)
+    base = train_sft(
+        SFTConfig(model="scratch:test", max_steps=2, batch_size=4, vocab_size=400), problems, tmp_path / "a"
+    )
+    tuned = train_sft(SFTConfig(model=str(base), max_steps=2, batch_size=4), problems, tmp_path / "b")
+    runner = CliRunner()
+    out = tmp_path / "samples.jsonl"
+    args = [
+        "sample",
+        "--model",
+        str(tuned),
+        "--source",
+        "gsm8k",
+        "--problems",
+        str(shared_data / "gsm8k/test.jsonl"),
+    ]
+    args += ["--limit", "3", "--out", str(out), "--set", "sample.n=2", "--set", "sample.max_new_tokens=8"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["problems"] == 3 and summary["samples"] == 6
+    assert {json.loads(line)["problem_id"] for line in out.read_text().splitlines()} == {
+        "gsm8k-test-00000",
+        "gsm8k-test-00001",
+        "gsm8k-test-00002",
+    }

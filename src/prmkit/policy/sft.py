@@ -151,6 +151,8 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         processing_class=tok,
     )
     trainer.train(resume_from_checkpoint=resume)
+    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
+        return out_dir
     tok.padding_side = "left"
     model.generation_config.pad_token_id = tok.pad_token_id
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
