@@ -16,7 +16,7 @@ import typer
 
 app = typer.Typer(
     name="prmkit",
-    help="Process supervision for LM math reasoning: world, sft, sample, demo.",
+    help="Process supervision for LM math reasoning: world, sft, sample, annotate, export, eval, demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -125,6 +125,118 @@ def sample(
 
 
 @app.command()
+def annotate(
+    model: Annotated[
+        str, typer.Option(help="Completer: a model directory or hub id (usually the generator).")
+    ],
+    samples: Annotated[Path, typer.Option(help="samples.jsonl of the solutions to label.")],
+    problems: Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")],
+    out: Annotated[Path, typer.Option(help="labels.jsonl to write (appends and resumes).")],
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    limit: LimitOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """Label every step by Monte-Carlo completions (Math-Shepherd hard/soft estimates).
+
+    annotate.strategy: per_step (the paper), early_stop (stop a prefix at its first correct completion),
+    binary_search (bisect for the first step with HE=0); annotate.n completions per prefix.
+    """
+    try:
+        from prmkit.annotate import AnnotateConfig
+        from prmkit.annotate import annotate as run_annotate
+        from prmkit.config import build
+        from prmkit.data import load_problems
+        from prmkit.io import read_jsonl
+        from prmkit.policy import make_policy
+        from prmkit.types import Solution
+
+        cfg = build(AnnotateConfig, _recipe(recipe, set_).get("annotate"), "annotate")
+        probs = load_problems(source, problems, split=split)
+        sols = read_jsonl(samples, Solution)
+        policy = make_policy(
+            cfg.backend,
+            model,
+            calculator=cfg.calculator,
+            batch_size=cfg.batch_size,
+            max_new_tokens=cfg.max_new_tokens,
+        )
+        labels = run_annotate(policy, sols, probs, cfg, out, limit=limit)
+    except (ValueError, OSError) as e:
+        _fail(e)
+    done = [r for r in labels if not r.meta.get("skipped")]
+    tokens = sum(r.meta.get("tokens", 0) for r in done)
+    typer.echo(
+        f"{len(done)} solutions labelled ({len(labels) - len(done)} skipped), {tokens} tokens -> {out}"
+    )
+
+
+@app.command()
+def export(
+    labels: Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate.")],
+    problems: Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")],
+    out: Annotated[Path, typer.Option(help="Output: a JSONL file (math-shepherd) or a directory (trl).")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="math-shepherd, or trl (stepwise_supervision dataset).")
+    ] = "trl",
+    label: Annotated[
+        str, typer.Option(help="Which estimate becomes the label: hard, or soft (> 0.5).")
+    ] = "hard",
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+):
+    """Export step labels to Math-Shepherd's format or TRL's stepwise_supervision (a datasets dataset)."""
+    try:
+        from prmkit.data import export_labels, load_problems
+        from prmkit.io import read_jsonl
+        from prmkit.types import StepLabels
+
+        n = export_labels(
+            read_jsonl(labels, StepLabels), load_problems(source, problems, split=split), out, fmt, label
+        )
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"{n} labelled solutions -> {out}")
+
+
+eval_app = typer.Typer(
+    help="Evaluate a stage against the truth: annotation (more to come).", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("annotation")
+def eval_annotation(
+    labels: Annotated[Path, typer.Option(help="labels.jsonl from a per_step run (keeps every outcome).")],
+    problems: Annotated[str, typer.Option(help="The world problems: a run dir or a problems JSONL.")],
+    out_dir: Annotated[Path, typer.Option(help="Where annotation_quality.{md,json,png} go.")],
+    split: SplitOpt = "train",
+    ns: Annotated[str, typer.Option(help="Comma-separated N values to evaluate.")] = "1,2,4,8,16",
+):
+    """Hard/soft estimate quality against the world oracle, for each strategy and N (replayed exactly)."""
+    try:
+        from prmkit.data import load_problems
+        from prmkit.evaluate.annotation import annotation_quality, plot_quality, render_table
+        from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
+        from prmkit.types import StepLabels
+
+        rows = annotation_quality(
+            read_jsonl(labels, StepLabels),
+            load_problems("world", problems, split=split),
+            tuple(int(x) for x in ns.split(",")),
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        table = render_table(rows)
+        atomic_write_json(out_dir / "annotation_quality.json", rows)
+        atomic_write_text(out_dir / "annotation_quality.md", table + "\n")
+        plot_quality(rows, out_dir / "annotation_quality.png")
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(table)
+
+
+@app.command()
 def demo(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML.")] = Path("recipes/world.yaml"),
     run_dir: Annotated[Path, typer.Option(help="Run directory (resumes if it exists).")] = Path("runs/world"),
@@ -144,3 +256,7 @@ def demo(
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m prmkit.cli` (used under torchrun)
+    main()

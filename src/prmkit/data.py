@@ -11,6 +11,7 @@ network connection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,99 @@ def load_problems(
         raise ValueError(f"unknown problem source {source!r}; valid: {', '.join(LOADERS)}")
     problems = LOADERS[source](path, split=split, **kw)
     return problems[:limit] if limit else problems
+
+
+# ---- step-label formats: Math-Shepherd ("ки" tags, +/- labels) and TRL stepwise_supervision ----
+
+SHEPHERD_TAG = "ки"
+_FINAL_LINE = re.compile(r"^####\s*(.+)$")
+
+
+def _merge_final(steps: list[str], labels: list[int]) -> tuple[list[str], list[int]]:
+    """Fold a trailing ``#### N`` step into the previous one as "The answer is: N" (Math-Shepherd)."""
+    m = _FINAL_LINE.match(steps[-1]) if steps else None
+    if m is None or len(steps) < 2:
+        return steps, labels
+    return steps[:-2] + [f"{steps[-2]} The answer is: {m.group(1)}"], labels[:-2] + [min(labels[-2:])]
+
+
+def to_math_shepherd(question: str, steps: list[str], labels: list[int], task: str = "GSM8K") -> dict:
+    """One Math-Shepherd record: ``Step k: ... ки`` per step, the label copy with ``+``/``-``.
+
+    >>> to_math_shepherd("Q?", ["a = 1", "#### 1"], [1, 0])["label"]
+    'Q? Step 1: a = 1 The answer is: 1 -'
+    """
+    steps, labels = _merge_final(steps, labels)
+    body = [f"Step {i + 1}: {s}" for i, s in enumerate(steps)]
+    tagged = "\n".join(f"{b} {SHEPHERD_TAG}" for b in body)
+    marked = "\n".join(f"{b} {'+' if y else '-'}" for b, y in zip(body, labels, strict=True))
+    return {"input": f"{question} {tagged}", "label": f"{question} {marked}", "task": task}
+
+
+def from_math_shepherd(record: dict) -> tuple[str, list[str], list[int]]:
+    """(question, steps, labels) of a Math-Shepherd record; the inverse of ``to_math_shepherd``."""
+    text, label = record["input"], record["label"]
+    if SHEPHERD_TAG not in text:
+        raise ValueError(f"no '{SHEPHERD_TAG}' step tag in 'input'")
+    parts = text.split(SHEPHERD_TAG)
+    marks, pos = [], 0
+    for part in parts[:-1]:  # the label string is the input with each tag replaced by + or -
+        pos += len(part)
+        if pos >= len(label) or label[pos] not in "+-":
+            raise ValueError("'label' does not match 'input' with each tag replaced by + or -")
+        marks.append(int(label[pos] == "+"))
+        pos += 1
+    first = re.search(r"Step 1\s*:", parts[0])
+    question = parts[0][: first.start()].strip() if first else ""
+    if first:
+        parts[0] = parts[0][first.start() :]
+    steps = [re.sub(r"^\s*Step \d+\s*:\s*", "", p).strip() for p in parts[:-1]]
+    return question, steps, marks
+
+
+def load_math_shepherd(path: str | Path) -> list[tuple[str, list[str], list[int]]]:
+    """Read a Math-Shepherd JSONL (``{input, label, task}``) with located errors."""
+    out = []
+    for lineno, rec in iter_jsonl(path):
+        require_fields(path, lineno, rec, "input", "label")
+        try:
+            out.append(from_math_shepherd(rec))
+        except ValueError as e:
+            raise DataError(path, lineno, str(e), "label") from None
+    return out
+
+
+def to_stepwise_supervision(question: str, steps: list[str], labels: list[int]) -> dict:
+    """TRL's ``stepwise_supervision`` row: ``{prompt, completions, labels}`` with boolean labels."""
+    return {"prompt": question, "completions": list(steps), "labels": [bool(y) for y in labels]}
+
+
+def export_labels(
+    labels: list, problems: list[Problem], out: str | Path, fmt: str, label: str = "hard"
+) -> int:
+    """Write labelled solutions as Math-Shepherd JSONL or a TRL stepwise_supervision dataset directory."""
+    from prmkit.io import write_jsonl
+
+    if fmt not in ("math-shepherd", "trl") or label not in ("hard", "soft"):
+        raise ValueError(f"export: format must be math-shepherd or trl (got {fmt!r}), label hard or soft")
+    by_id = {p.id: p for p in problems}
+    rows = []
+    for r in labels:
+        if r.meta.get("skipped") or r.problem_id not in by_id:
+            continue
+        values = r.hard if label == "hard" else [None if s is None else int(s > 0.5) for s in r.soft]
+        if any(v is None for v in values):
+            raise ValueError(f"{r.problem_id}/{r.sample_id}: some steps have no {label} label to export")
+        q = by_id[r.problem_id].question
+        rows.append(
+            to_math_shepherd(q, r.steps, values)
+            if fmt == "math-shepherd"
+            else to_stepwise_supervision(q, r.steps, values)
+        )
+    if fmt == "math-shepherd":
+        write_jsonl(out, rows)
+    else:
+        import datasets
+
+        datasets.Dataset.from_list(rows).save_to_disk(str(out))
+    return len(rows)

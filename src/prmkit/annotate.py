@@ -1,0 +1,276 @@
+"""Automatic process annotation (Math-Shepherd): step labels from Monte-Carlo completions.
+
+For a solution's step prefix ``s_1..s_i``, a completer (any policy) samples N continuations; each is
+graded against the gold answer with the one grader. The hard estimate HE_i is 1 when any reaches the
+gold answer, the soft estimate SE_i the fraction that do (Wang et al. 2024, eq. 3-4).
+
+Strategies (``AnnotateConfig.strategy``):
+
+- ``per_step``: the paper's method, N completions from every step prefix.
+- ``early_stop``: completions in rounds (1, 1, 2, 4, ... up to N); a prefix stops at its first correct
+  completion. HE is unchanged; SE is kept only where all N were drawn (``meta.se_complete``).
+- ``binary_search``: bisection for the first prefix with HE = 0 (OmegaPRM, Luo et al. 2024), each
+  probe early-stopped, assuming a wrong step is never recovered from. Steps before it are labelled 1,
+  the rest 0 (PRM800K's first-error convention); ``meta.probed`` says which prefixes were sampled.
+
+Departures: the last step's label is the solution's own graded answer (no completion can change it),
+and under ``binary_search`` a solution whose final answer is right is labelled all-positive without
+probes (as OmegaPRM does). Completions of one prefix share its prefill in the ``hf`` backend. Each
+record keeps the per-completion outcomes (``meta.outcomes``: 1/0 per completion, in draw order) and
+token counts, so ``evaluate.annotation`` can replay smaller N and other strategies exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prmkit.grading import extract_answer, grade_answer
+from prmkit.io import open_appender, read_jsonl
+from prmkit.models import format_prompt
+from prmkit.policy import Policy, policy_names
+from prmkit.steps import SEPARATORS, join_steps
+from prmkit.types import Problem, Solution, StepLabels
+
+STRATEGIES = ("per_step", "early_stop", "binary_search")
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    strategy: str = "per_step"
+    n: int = 8
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 160
+    batch_size: int = 64
+    calculator: bool = True
+    backend: str = "hf"
+    chunk: int = 16  # solutions annotated together (one batch of work, appended together)
+    dedupe: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"annotate.strategy: unknown {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.backend not in policy_names():
+            raise ValueError(
+                f"annotate.backend: unknown {self.backend!r}; valid: {', '.join(policy_names())}"
+            )
+        if self.n < 1 or self.chunk < 1 or self.batch_size < 1:
+            raise ValueError("annotate: n, chunk and batch_size must be >= 1")
+
+
+def early_stop_rounds(n: int) -> list[int]:
+    """Completions drawn per round under early stopping: 1, 1, 2, 4, ... summing to n.
+
+    >>> early_stop_rounds(8), early_stop_rounds(5), early_stop_rounds(1)
+    ([1, 1, 2, 4], [1, 1, 2, 1], [1])
+    """
+    rounds, total = [], 0
+    while total < n:
+        k = min(max(1, total), n - total)
+        rounds.append(k)
+        total += k
+    return rounds
+
+
+@dataclass
+class Probe:
+    """Completions drawn from one step prefix: outcomes (1 = reached the gold answer) and tokens."""
+
+    prompt: str
+    gold: str
+    kind: str
+    outcomes: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    empty: int = 0
+
+    @property
+    def hard(self) -> int:
+        return int(any(self.outcomes))
+
+
+def prefix_prompt(question: str, steps: list[str], kind: str) -> str:
+    """The text a completer continues from: the question prompt, the first steps, a step separator."""
+    return format_prompt(question) + join_steps(steps, kind) + SEPARATORS.get(kind, "\n")
+
+
+def run_probes(
+    policy: Policy, probes: list[Probe], n: int, early_stop: bool, cfg: AnnotateConfig, seed: int
+) -> None:
+    """Draw up to ``n`` completions per probe, in early-stopping rounds or all at once."""
+    rounds = early_stop_rounds(n) if early_stop else [n]
+    for r, k in enumerate(rounds):
+        live = [p for p in probes if not (early_stop and p.hard)]
+        if not live:
+            return
+        rows = policy.generate(
+            [p.prompt for p in live],
+            n=k,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=seed * 7919 + r,
+        )
+        for p, completions in zip(live, rows, strict=True):
+            for c in completions:
+                text = c.text.strip()
+                p.empty += not text
+                ok = bool(text) and grade_answer(extract_answer(text, p.kind), p.gold, p.kind)
+                p.outcomes.append(int(ok))
+                p.tokens.append(c.n_tokens)
+
+
+def _label_record(sol: Solution, probes: dict[int, Probe], final: int, cfg: AnnotateConfig) -> StepLabels:
+    """Assemble a StepLabels record from the probes drawn for one solution."""
+    n_steps = len(sol.steps)
+    hard: list[int | None] = [None] * n_steps
+    soft: list[float | None] = [None] * n_steps
+    complete = [False] * n_steps
+    for i, p in probes.items():
+        hard[i] = p.hard
+        complete[i] = len(p.outcomes) == cfg.n
+        if complete[i]:
+            soft[i] = sum(p.outcomes) / cfg.n
+    hard[-1], soft[-1], complete[-1] = final, float(final), True
+    if cfg.strategy == "binary_search":  # fill in by the no-recovery assumption
+        first = next((i for i in range(n_steps) if hard[i] == 0), n_steps)
+        hard = [int(i < first) for i in range(n_steps)]
+    first_error = next((i for i, h in enumerate(hard) if h == 0), -1)
+    empty = sum(p.empty for p in probes.values())
+    if probes and empty == sum(len(p.outcomes) for p in probes.values()):
+        return _skip(sol, "completer returned empty text for every completion")
+    meta = {
+        "strategy": cfg.strategy,
+        "n": cfg.n,
+        "n_completions": [len(probes[i].outcomes) if i in probes else 0 for i in range(n_steps)],
+        "tokens": sum(sum(p.tokens) for p in probes.values()),
+        "probed": [i in probes for i in range(n_steps)],
+        "se_complete": complete,
+        "first_error": first_error,
+        "final_correct": bool(final),
+        "outcomes": [probes[i].outcomes if i in probes else [] for i in range(n_steps)],
+        "completion_tokens": [probes[i].tokens if i in probes else [] for i in range(n_steps)],
+    }
+    if empty:
+        meta["empty_completions"] = empty
+    return StepLabels(sol.problem_id, sol.sample_id, list(sol.steps), hard, soft, source="mc", meta=meta)
+
+
+def annotate_chunk(
+    policy: Policy, sols: list[Solution], problems: dict[str, Problem], cfg: AnnotateConfig, seed: int
+) -> list[StepLabels]:
+    """Label a chunk of (valid) solutions together, batching their probes into shared generate calls."""
+    finals = {
+        s.key: int(
+            grade_answer(
+                extract_answer("\n".join(s.steps), problems[s.problem_id].kind),
+                problems[s.problem_id].answer,
+                problems[s.problem_id].kind,
+            )
+        )
+        for s in sols
+    }
+
+    def probe(s: Solution, i: int) -> Probe:
+        p = problems[s.problem_id]
+        return Probe(prefix_prompt(p.question, s.steps[: i + 1], p.kind), p.answer, p.kind)
+
+    drawn: dict[str, dict[int, Probe]] = {s.key: {} for s in sols}
+    if cfg.strategy in ("per_step", "early_stop"):
+        for s in sols:
+            drawn[s.key] = {i: probe(s, i) for i in range(len(s.steps) - 1)}
+        all_probes = [p for d in drawn.values() for p in d.values()]
+        run_probes(policy, all_probes, cfg.n, cfg.strategy == "early_stop", cfg, seed)
+    else:
+        # bisection over prefixes: lo is known good (-1 = the question), hi known bad (the last step)
+        bounds = {s.key: (-1, len(s.steps) - 1) for s in sols if not finals[s.key]}
+        level = 0
+        while True:
+            active = {k: (lo, hi) for k, (lo, hi) in bounds.items() if hi - lo > 1}
+            if not active:
+                break
+            by_key = {s.key: s for s in sols}
+            batch = {k: probe(by_key[k], (lo + hi) // 2) for k, (lo, hi) in active.items()}
+            run_probes(policy, list(batch.values()), cfg.n, True, cfg, seed + 1000 * level)
+            for k, p in batch.items():
+                lo, hi = active[k]
+                mid = (lo + hi) // 2
+                drawn[k][mid] = p
+                bounds[k] = (mid, hi) if p.hard else (lo, mid)
+            level += 1
+    return [_label_record(s, drawn[s.key], finals[s.key], cfg) for s in sols]
+
+
+def _skip(sol: Solution, reason: str) -> StepLabels:
+    n = len(sol.steps)
+    return StepLabels(
+        sol.problem_id, sol.sample_id, list(sol.steps), [None] * n, [None] * n, meta={"skipped": reason}
+    )
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def select_solutions(sols: list[Solution], dedupe: bool) -> tuple[list[Solution], int]:
+    """Solutions to annotate: duplicates (same text up to whitespace, per problem) removed."""
+    if not dedupe:
+        return sols, 0
+    seen: dict[str, set[str]] = defaultdict(set)
+    out = []
+    for s in sols:
+        key = _normal(s.text)
+        if key not in seen[s.problem_id]:
+            seen[s.problem_id].add(key)
+            out.append(s)
+    return out, len(sols) - len(out)
+
+
+def annotate(
+    policy: Policy,
+    solutions: list[Solution],
+    problems: list[Problem],
+    cfg: AnnotateConfig,
+    out_path: str | Path,
+    limit: int | None = None,
+    progress: bool = True,
+) -> list[StepLabels]:
+    """Annotate ``solutions`` into ``out_path`` (append per chunk, resume by solution key)."""
+    by_id = {p.id: p for p in problems}
+    todo, n_dupes = select_solutions(solutions, cfg.dedupe)
+    todo = todo[:limit] if limit else todo
+    position = {s.key: i for i, s in enumerate(todo)}
+    writer, done = open_appender(out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}")
+    todo = [s for s in todo if s.key not in done]
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"annotating ({cfg.strategy}, N={cfg.n})", unit="solution")
+    with writer:
+        for start in range(0, len(todo), cfg.chunk):
+            chunk, valid = todo[start : start + cfg.chunk], []
+            for s in chunk:
+                p = by_id.get(s.problem_id)
+                if p is None:
+                    writer.write(_skip(s, f"problem {s.problem_id} not found"))
+                elif not p.answer.strip():
+                    writer.write(_skip(s, "problem has no gold answer"))
+                elif not s.steps:
+                    writer.write(_skip(s, "solution has no steps"))
+                else:
+                    valid.append(s)
+            if valid:
+                writer.write_many(
+                    annotate_chunk(policy, valid, by_id, cfg, cfg.seed * 1_000_003 + position[valid[0].key])
+                )
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if n_dupes and progress:
+        print(f"annotate: skipped {n_dupes} duplicate solutions")
+    return read_jsonl(out_path, StepLabels)

@@ -1,0 +1,1 @@
+"""Evaluation: annotation quality against the world's oracle (more to come: best-of-N, ProcessBench)."""
