@@ -34,16 +34,19 @@ def main() -> None:
     ap.add_argument("--run-dir", default="runs/world", help="a demo run directory (generator + test samples)")
     ap.add_argument("--solutions", type=int, default=96)
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--split", default="test", help="test (2-4 operations) or ood (5-6: longer solutions)")
     args = ap.parse_args()
     run = Path(args.run_dir)
-    problems = {p.id: p for p in read_jsonl(run / "world" / "test.jsonl", Problem)}
-    sols, _ = select_solutions(read_jsonl(run / "samples_test.jsonl", Solution), dedupe=True)
+    problems = {p.id: p for p in read_jsonl(run / "world" / f"{args.split}.jsonl", Problem)}
+    sols, _ = select_solutions(read_jsonl(run / f"samples_{args.split}.jsonl", Solution), dedupe=True)
     # every other distinct sample, so more problems are covered; right and wrong as the generator made them
     sols = sols[::2][: args.solutions]
     policy = make_policy("hf", str(run / "generator"), max_new_tokens=160, batch_size=64)
 
     out: dict = {"benchmark": "annotate", "machine": f"{torch.get_num_threads()} threads", "n": args.n}
+    out["split"] = args.split
     out["solutions"] = len(sols)
+    out["mean_steps"] = round(sum(len(s.steps) for s in sols) / len(sols), 2)
     out["wrong_solutions"] = sum(not s.correct for s in sols)
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in ("per_step", "early_stop", "binary_search"):

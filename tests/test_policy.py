@@ -151,3 +151,15 @@ def test_hf_backend_loads_a_model_directory(tmp_path, tok, llama):
     tok.save_pretrained(tmp_path)
     policy = make_policy("hf", str(tmp_path), max_new_tokens=3)
     assert len(policy.sample(["He"], n=2, seed=0)[0]) == 2
+
+
+def test_sampler_follows_the_distribution_and_top_p():
+    from prmkit.policy.hf import _sample_next
+
+    logits = torch.log(torch.tensor([[0.0, 0.5, 0.3, 0.2]])).repeat(20000, 1)
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.bincount(_sample_next(logits, 1.0, 1.0, gen), minlength=4) / 20000
+    assert counts[0] == 0 and torch.allclose(counts[1:], torch.tensor([0.5, 0.3, 0.2]), atol=0.015)
+    top = torch.bincount(_sample_next(logits, 1.0, 0.6, gen), minlength=4) / 20000
+    assert top[3] == 0 and top[0] == 0 and torch.allclose(top[1:3], torch.tensor([0.625, 0.375]), atol=0.015)
+    assert _sample_next(logits[:2], 0.0, 1.0, gen).tolist() == [1, 1]
