@@ -25,7 +25,7 @@ import torch
 from prmkit.annotate import AnnotateConfig, annotate, prefix_prompt, select_solutions
 from prmkit.evaluate.annotation import truth_labels
 from prmkit.io import read_jsonl
-from prmkit.policy import make_policy
+from prmkit.sample import build_policy
 from prmkit.types import Problem, Solution
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     sols, _ = select_solutions(read_jsonl(run / f"samples_{args.split}.jsonl", Solution), dedupe=True)
     # every other distinct sample, so more problems are covered; right and wrong as the generator made them
     sols = sols[::2][: args.solutions]
-    policy = make_policy("hf", str(run / "generator"), max_new_tokens=160, batch_size=64)
+    policy = build_policy(str(run / "generator"), AnnotateConfig(n=args.n, max_new_tokens=160, batch_size=64))
 
     out: dict = {"benchmark": "annotate", "machine": f"{torch.get_num_threads()} threads", "n": args.n}
     out["split"] = args.split

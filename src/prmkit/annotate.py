@@ -30,7 +30,8 @@ from pathlib import Path
 from prmkit.grading import extract_answer, grade_answer
 from prmkit.io import open_appender, read_jsonl
 from prmkit.models import format_prompt
-from prmkit.policy import Policy, policy_names
+from prmkit.policy import Policy
+from prmkit.sample import check_sampling
 from prmkit.steps import SEPARATORS, join_steps
 from prmkit.types import Problem, Solution, StepLabels
 
@@ -54,12 +55,7 @@ class AnnotateConfig:
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"annotate.strategy: unknown {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
-        if self.backend not in policy_names():
-            raise ValueError(
-                f"annotate.backend: unknown {self.backend!r}; valid: {', '.join(policy_names())}"
-            )
-        if self.n < 1 or self.chunk < 1 or self.batch_size < 1:
-            raise ValueError("annotate: n, chunk and batch_size must be >= 1")
+        check_sampling(self, "annotate")
 
 
 def early_stop_rounds(n: int) -> list[int]:

@@ -149,20 +149,13 @@ def annotate(
         from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl
-        from prmkit.policy import make_policy
+        from prmkit.sample import build_policy
         from prmkit.types import Solution
 
         cfg = build(AnnotateConfig, _recipe(recipe, set_).get("annotate"), "annotate")
         probs = load_problems(source, problems, split=split)
         sols = read_jsonl(samples, Solution)
-        policy = make_policy(
-            cfg.backend,
-            model,
-            calculator=cfg.calculator,
-            batch_size=cfg.batch_size,
-            max_new_tokens=cfg.max_new_tokens,
-        )
-        labels = run_annotate(policy, sols, probs, cfg, out, limit=limit)
+        labels = run_annotate(build_policy(model, cfg), sols, probs, cfg, out, limit=limit)
     except (ValueError, OSError) as e:
         _fail(e)
     done = [r for r in labels if not r.meta.get("skipped")]

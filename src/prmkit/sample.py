@@ -35,12 +35,17 @@ class SampleConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.backend not in policy_names():
-            raise ValueError(f"sample.backend: unknown {self.backend!r}; valid: {', '.join(policy_names())}")
-        if self.n < 1 or self.batch_size < 1 or self.chunk < 1 or self.max_new_tokens < 1:
-            raise ValueError("sample: n, batch_size, chunk and max_new_tokens must be >= 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("sample: temperature must be >= 0 and top_p in (0, 1]")
+        check_sampling(self, "sample")
+
+
+def check_sampling(cfg, stage: str) -> None:
+    """Validate the sampling fields a stage config shares with ``SampleConfig`` (backend, n, ...)."""
+    if cfg.backend not in policy_names():
+        raise ValueError(f"{stage}.backend: unknown {cfg.backend!r}; valid: {', '.join(policy_names())}")
+    if min(cfg.n, cfg.batch_size, cfg.chunk, cfg.max_new_tokens) < 1:
+        raise ValueError(f"{stage}: n, batch_size, chunk and max_new_tokens must be >= 1")
+    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
+        raise ValueError(f"{stage}: temperature must be >= 0 and top_p in (0, 1]")
 
 
 def make_solution(problem: Problem, sample_id: int, text: str, meta: dict | None = None) -> Solution:
@@ -58,7 +63,8 @@ def make_solution(problem: Problem, sample_id: int, text: str, meta: dict | None
     )
 
 
-def build_policy(model: str, cfg: SampleConfig) -> Policy:
+def build_policy(model: str, cfg) -> Policy:
+    """The policy a sampling config (``SampleConfig``, ``AnnotateConfig``) names, for a model path or id."""
     return make_policy(
         cfg.backend,
         model,
