@@ -201,3 +201,51 @@ def test_replay_and_quality_by_hand():
     )
     assert rows[("per_step", 1)]["he_accuracy"] == pytest.approx((n_steps - 2) / (n_steps - 1))
     assert rows[("per_step", 4)]["se_mean_good"] == 0.25 and rows[("per_step", 4)]["se_mean_bad"] == 0.0
+
+
+def test_annotate_cli_on_real_gsm8k_samples(shared_data, tmp_path):
+    """GSM8K-format samples (the reference solutions, one wrong copy each) labelled by a tiny model via the CLI."""
+    from typer.testing import CliRunner
+
+    from prmkit.cli import app
+    from prmkit.data import load_problems
+    from prmkit.io import read_jsonl, write_jsonl
+    from prmkit.models import new_model, train_tokenizer
+    from prmkit.sample import make_solution
+
+    path = shared_data / "gsm8k/test.jsonl"
+    problems = load_problems("gsm8k", str(path), limit=3)
+    sols = [make_solution(p, 0, p.solution) for p in problems]
+    sols += [make_solution(p, 1, p.solution.rsplit("####", 1)[0] + "#### 12345") for p in problems]
+    write_jsonl(tmp_path / "samples.jsonl", sols)
+    tok = train_tokenizer([p.question + p.solution for p in problems], vocab_size=300)
+    new_model(tok, "test").save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    args = ["annotate", "--model", str(tmp_path / "m"), "--samples", str(tmp_path / "samples.jsonl")]
+    args += [
+        "--source",
+        "gsm8k",
+        "--problems",
+        str(path),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "labels.jsonl"),
+    ]
+    args += [
+        "--set",
+        "annotate.n=2",
+        "--set",
+        "annotate.max_new_tokens=6",
+        "--set",
+        "annotate.strategy=binary_search",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    labels = read_jsonl(tmp_path / "labels.jsonl", StepLabels)
+    assert len(labels) == 6
+    by_key = {(r.problem_id, r.sample_id): r for r in labels}
+    for p in problems:
+        right, wrong = by_key[(p.id, 0)], by_key[(p.id, 1)]
+        assert right.hard == [1] * len(right.steps) and sum(right.meta["n_completions"]) == 0
+        assert wrong.hard[-1] == 0 and wrong.meta["final_correct"] is False
