@@ -85,10 +85,13 @@ def test_demo_quick_smoke_and_resume(tmp_path):
     assert (run / "generator" / "config.json").exists()
     n_samples = len((run / "samples_test.jsonl").read_text().splitlines())
     assert n_samples == 12 * 4
-    # a rerun resumes: nothing is sampled twice
+    # a rerun resumes: nothing is sampled twice, finished stages add no time
+    timings = json.loads((run / "timings.json").read_text())
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len((run / "samples_test.jsonl").read_text().splitlines()) == n_samples
+    again = json.loads((run / "timings.json").read_text())
+    assert again["world"] == timings["world"] and again["sft"] == timings["sft"]
     # a different recipe in the same run dir is refused
     result = runner.invoke(app, [*args, "--set", "sample.n=8"])
     assert result.exit_code == 2 and "different recipe" in result.output

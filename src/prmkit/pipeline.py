@@ -22,7 +22,7 @@ from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, write_js
 from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
 from prmkit.types import Problem
-from prmkit.world import WorldConfig, make_world
+from prmkit.world import SPLITS, WorldConfig, make_world
 
 STAGES = ["world", "sft", "sample", "demo"]
 
@@ -66,11 +66,13 @@ class Timer:
         self.path = path
         self.times: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
-    def run(self, name: str, fn, *args, **kwargs):
+    def run(self, name: str, fn, *args, done: bool = False, **kwargs):
+        """Run a stage; its time is added unless ``done`` says it only reads finished output."""
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
-        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
-        atomic_write_json(self.path, self.times)
+        if not done:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+            atomic_write_json(self.path, self.times)
         return result
 
 
@@ -93,15 +95,18 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
     atomic_write_text(saved, yaml.safe_dump(resolved, sort_keys=False))
 
 
+def world_files(run_dir: Path) -> dict[str, Path]:
+    return {s: run_dir / "world" / f"{s}.jsonl" for s in SPLITS}
+
+
 def stage_world(cfg: WorldConfig, run_dir: Path) -> dict[str, list[Problem]]:
     """Write ``world/{train,test,ood}.jsonl`` once; read them back afterwards."""
-    wdir = run_dir / "world"
-    splits = ("train", "test", "ood")
-    if not all((wdir / f"{s}.jsonl").exists() for s in splits):
+    files = world_files(run_dir)
+    if not all(f.exists() for f in files.values()):
         world = make_world(cfg)
-        for s in splits:
-            write_jsonl(wdir / f"{s}.jsonl", world[s])
-    return {s: read_jsonl(wdir / f"{s}.jsonl", Problem) for s in splits}
+        for s, f in files.items():
+            write_jsonl(f, world[s])
+    return {s: read_jsonl(f, Problem) for s, f in files.items()}
 
 
 def _evaluate_split(
@@ -165,8 +170,17 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
     run_dir = Path(run_dir)
     _claim_run_dir(run_dir, recipe)
     timer = Timer(run_dir / "timings.json")
-    world = timer.run("world", stage_world, recipe.world, run_dir)
-    generator = timer.run("sft", train_sft, recipe.sft, world["train"], run_dir / "generator")
+    world = timer.run(
+        "world",
+        stage_world,
+        recipe.world,
+        run_dir,
+        done=all(f.exists() for f in world_files(run_dir).values()),
+    )
+    gen_dir = run_dir / "generator"
+    generator = timer.run(
+        "sft", train_sft, recipe.sft, world["train"], gen_dir, done=(gen_dir / "config.json").exists()
+    )
     splits = {"test": world["test"][: recipe.demo.test_problems or None]}
     if recipe.demo.ood_problems:
         splits["ood"] = world["ood"][: recipe.demo.ood_problems]

@@ -109,11 +109,13 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         return out_dir
     ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
     resume = last_checkpoint(ckpt_dir)
-    model, tok = init_model(cfg, problems)
-    if resume and cfg.model.startswith(SCRATCH):
-        from prmkit.models import load_tokenizer
+    if resume and cfg.model.startswith(SCRATCH):  # the checkpoint's tokenizer; the Trainer restores weights
+        from prmkit.models import load_tokenizer, new_model
 
-        tok = load_tokenizer(resume)  # the tokenizer the checkpoint was trained with
+        tok = load_tokenizer(resume)
+        model = new_model(tok, cfg.model[len(SCRATCH) :], seed=cfg.seed)
+    else:
+        model, tok = init_model(cfg, problems)
     tok.padding_side = "right"
     rows, truncated = tokenize_sft(tok, _examples(problems), cfg.max_length)
     if truncated:
