@@ -195,6 +195,8 @@ def test_replay_and_quality_by_hand():
     assert one.hard[0] == 0  # the first completion failed: a false negative at N=1
     bs = replay(rec, 4, "binary_search")
     assert bs.hard == [1] + [0] * (n_steps - 1)
+    right = replay(_record(problem, steps, outcomes, final=True), 4, "binary_search")
+    assert right.hard == [1] * n_steps and right.completions == 0
     rows = {(r["strategy"], r["n"]): r for r in annotation_quality([rec], [problem], ns=(1, 4))}
     assert (
         rows[("per_step", 4)]["he_accuracy"] == 1.0 and rows[("per_step", 4)]["first_error_agreement"] == 1.0

@@ -88,6 +88,29 @@ class Probe:
         return int(any(self.outcomes))
 
 
+@dataclass
+class Bisection:
+    """The search for a solution's first bad prefix: ``lo`` is known good (-1: the question alone),
+    ``hi`` known bad (at first the last step, whose answer is wrong). Done when they are adjacent."""
+
+    lo: int
+    hi: int
+
+    @property
+    def done(self) -> bool:
+        return self.hi - self.lo <= 1
+
+    @property
+    def mid(self) -> int:
+        return (self.lo + self.hi) // 2
+
+    def update(self, good: bool) -> None:
+        if good:
+            self.lo = self.mid
+        else:
+            self.hi = self.mid
+
+
 def prefix_prompt(question: str, steps: list[str], kind: str) -> str:
     """The text a completer continues from: the question prompt, the first steps, a step separator."""
     return format_prompt(question) + join_steps(steps, kind) + SEPARATORS.get(kind, "\n")
@@ -117,6 +140,13 @@ def run_probes(
                 ok = bool(text) and grade_answer(extract_answer(text, p.kind), p.gold, p.kind)
                 p.outcomes.append(int(ok))
                 p.tokens.append(c.n_tokens)
+
+
+def final_correct(sol: Solution, problem: Problem) -> bool:
+    """The solution's own answer graded against the gold (regraded: samples may come from elsewhere)."""
+    return grade_answer(
+        extract_answer(join_steps(sol.steps, problem.kind), problem.kind), problem.answer, problem.kind
+    )
 
 
 def _label_record(sol: Solution, probes: dict[int, Probe], final: int, cfg: AnnotateConfig) -> StepLabels:
@@ -159,16 +189,7 @@ def annotate_chunk(
     policy: Policy, sols: list[Solution], problems: dict[str, Problem], cfg: AnnotateConfig, seed: int
 ) -> list[StepLabels]:
     """Label a chunk of (valid) solutions together, batching their probes into shared generate calls."""
-    finals = {
-        s.key: int(
-            grade_answer(
-                extract_answer("\n".join(s.steps), problems[s.problem_id].kind),
-                problems[s.problem_id].answer,
-                problems[s.problem_id].kind,
-            )
-        )
-        for s in sols
-    }
+    finals = {s.key: int(final_correct(s, problems[s.problem_id])) for s in sols}
 
     def probe(s: Solution, i: int) -> Probe:
         p = problems[s.problem_id]
@@ -180,22 +201,16 @@ def annotate_chunk(
             drawn[s.key] = {i: probe(s, i) for i in range(len(s.steps) - 1)}
         all_probes = [p for d in drawn.values() for p in d.values()]
         run_probes(policy, all_probes, cfg.n, cfg.strategy == "early_stop", cfg, seed)
-    else:
-        # bisection over prefixes: lo is known good (-1 = the question), hi known bad (the last step)
-        bounds = {s.key: (-1, len(s.steps) - 1) for s in sols if not finals[s.key]}
+    else:  # bisect every wrong solution at once, one level per round of probes
+        by_key = {s.key: s for s in sols}
+        searches = {s.key: Bisection(-1, len(s.steps) - 1) for s in sols if not finals[s.key]}
         level = 0
-        while True:
-            active = {k: (lo, hi) for k, (lo, hi) in bounds.items() if hi - lo > 1}
-            if not active:
-                break
-            by_key = {s.key: s for s in sols}
-            batch = {k: probe(by_key[k], (lo + hi) // 2) for k, (lo, hi) in active.items()}
+        while active := {k: b for k, b in searches.items() if not b.done}:
+            batch = {k: probe(by_key[k], b.mid) for k, b in active.items()}
             run_probes(policy, list(batch.values()), cfg.n, True, cfg, seed + 1000 * level)
             for k, p in batch.items():
-                lo, hi = active[k]
-                mid = (lo + hi) // 2
-                drawn[k][mid] = p
-                bounds[k] = (mid, hi) if p.hard else (lo, mid)
+                drawn[k][active[k].mid] = p
+                active[k].update(bool(p.hard))
             level += 1
     return [_label_record(s, drawn[s.key], finals[s.key], cfg) for s in sols]
 

@@ -229,6 +229,130 @@ def eval_annotation(
     typer.echo(table)
 
 
+train_app = typer.Typer(
+    help="Train reward models on step labels: prm (a score per step) or orm (one score per solution).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+
+def _train_reward(
+    kind: str,
+    labels: Path,
+    problems: str,
+    source: str,
+    split: str,
+    init: str | None,
+    out: Path,
+    recipe: Path | None,
+    set_: list[str] | None,
+) -> None:
+    try:
+        from prmkit.config import build
+        from prmkit.data import load_problems
+        from prmkit.io import read_jsonl
+        from prmkit.reward.train import RewardConfig, train_reward
+        from prmkit.types import StepLabels
+
+        values = {**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}
+        cfg = build(RewardConfig, values, "reward")
+        probs = {p.id: p for p in load_problems(source, problems, split=split)}
+        path = train_reward(cfg, read_jsonl(labels, StepLabels), probs, out, default_init=init)
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"{kind} -> {path}")
+
+
+LabelsOpt = Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate (StepLabels).")]
+InitOpt = Annotated[
+    str | None,
+    typer.Option(help="Model to start from (usually the generator); reward.init in the recipe wins."),
+]
+RewardOutOpt = Annotated[Path, typer.Option(help="Output model directory (resumes from checkpoints).")]
+ProblemsOpt = Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")]
+
+
+@train_app.command("prm")
+def train_prm(
+    labels: LabelsOpt,
+    problems: ProblemsOpt,
+    out: RewardOutOpt,
+    init: InitOpt = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """Train a process reward model: P("+") at every step tag, against hard or soft labels.
+
+    reward.label: hard (Math-Shepherd HE) or soft (SE, trained on the fractions); reward.first_error_only
+    supervises steps up to the first bad one (PRM800K).
+    """
+    _train_reward("prm", labels, problems, source, split, init, out, recipe, set_)
+
+
+@train_app.command("orm")
+def train_orm(
+    labels: LabelsOpt,
+    problems: ProblemsOpt,
+    out: RewardOutOpt,
+    init: InitOpt = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """Train an outcome reward model: one target (the solution's correctness) at the last step tag."""
+    _train_reward("orm", labels, problems, source, split, init, out, recipe, set_)
+
+
+@app.command()
+def score(
+    model: Annotated[str, typer.Option(help="Reward model: a directory from prmkit train, or a hub id.")],
+    samples: Annotated[Path, typer.Option(help="samples.jsonl of the solutions to score.")],
+    problems: ProblemsOpt,
+    out: Annotated[Path, typer.Option(help="scores.jsonl to write (appends and resumes).")],
+    source: SourceOpt = "world",
+    split: SplitOpt = "test",
+    batch_size: Annotated[int, typer.Option(help="Solutions per forward pass.")] = 16,
+):
+    """Score every step of every solution in one forward pass each: {problem_id, sample_id, scores}.
+
+    A PRM gives P(good) per step; an ORM repeats its solution score at every step. Steps cut by the
+    model's context length score NaN.
+    """
+    try:
+        from prmkit.data import load_problems
+        from prmkit.io import open_appender, read_jsonl
+        from prmkit.reward import StepRewardModel
+        from prmkit.types import Solution
+
+        probs = {p.id: p for p in load_problems(source, problems, split=split)}
+        sols = read_jsonl(samples, Solution)
+        missing = sorted({s.problem_id for s in sols} - set(probs))
+        if missing:
+            raise ValueError(f"{samples}: {len(missing)} problems not found, e.g. {missing[0]}")
+        appender, done = open_appender(out, key=lambda r: (r["problem_id"], r["sample_id"]))
+        todo = [s for s in sols if (s.problem_id, s.sample_id) not in done]
+        if todo:
+            rm = StepRewardModel.from_pretrained(model)
+        with appender:
+            for start in range(0, len(todo), 256):  # append in chunks so a killed run resumes
+                chunk = todo[start : start + 256]
+                scores = rm.score(
+                    [probs[s.problem_id].question for s in chunk],
+                    [s.steps for s in chunk],
+                    batch_size=batch_size,
+                )
+                appender.write_many(
+                    {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
+                    for s, sc in zip(chunk, scores, strict=True)
+                )
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"{len(todo)} solutions scored ({len(sols) - len(todo)} already done) -> {out}")
+
+
 @app.command()
 def demo(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML.")] = Path("recipes/world.yaml"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit.annotate import STRATEGIES, early_stop_rounds
+from prmkit.annotate import STRATEGIES, Bisection, early_stop_rounds
 from prmkit.types import Problem, StepLabels
 from prmkit.world import judge
 
@@ -31,7 +31,7 @@ class Replay:
     tokens: int
 
 
-def _early(outcomes: list[int], tokens: list[int], n: int) -> tuple[int, int]:
+def _early(outcomes: list[int], n: int) -> tuple[int, int]:
     """(hard, completions drawn) for one prefix under early stopping with budget n."""
     drawn = 0
     for k in early_stop_rounds(n):
@@ -57,19 +57,18 @@ def replay(rec: StepLabels, n: int, strategy: str) -> Replay:
             used, tokens = used + n, tokens + sum(toks[i][:n])
     elif strategy == "early_stop":
         for i in range(last):
-            hard[i], k = _early(outcomes[i], toks[i], n)
+            hard[i], k = _early(outcomes[i], n)
             soft[i] = sum(outcomes[i][:n]) / n if k == n else None
             used, tokens = used + k, tokens + sum(toks[i][:k])
     elif strategy == "binary_search":
-        lo, hi = -1, (last if not final else last + 1)
-        if final:
-            hi = last + 1  # all good: no probes
-        while hi - lo > 1 and not final:
-            mid = (lo + hi) // 2
-            h, k = _early(outcomes[mid], toks[mid], n)
-            used, tokens = used + k, tokens + sum(toks[mid][:k])
-            lo, hi = (mid, hi) if h else (lo, mid)
-        hard = [int(i < hi) for i in range(last + 1)]
+        search = (
+            Bisection(last, last + 1) if final else Bisection(-1, last)
+        )  # right answer: all good, no probes
+        while not search.done:
+            h, k = _early(outcomes[search.mid], n)
+            used, tokens = used + k, tokens + sum(toks[search.mid][:k])
+            search.update(bool(h))
+        hard = [int(i < search.hi) for i in range(last + 1)]
     else:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     return Replay(hard, soft, used, tokens)

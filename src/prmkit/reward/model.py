@@ -1,0 +1,182 @@
+"""Step reward models in the Math-Shepherd style: a causal LM read at step tags.
+
+The text of a solution is ``format_prompt(question)`` followed by each step and a tag::
+
+    Question: ...\nAnswer:\n<step 1> <|step|>\n<step 2> <|step|>\n
+
+and the score of step i is P(good) = softmax over the logits of two label tokens ("+" good, "-" bad)
+at the i-th tag position. A causal LM sees only the prefix at each tag, so all steps of a solution
+are scored in one forward pass, and a released PRM (Math-Shepherd's ``peiyi9979/math-shepherd-mistral-
+7b-prm`` with tag "ки") goes through the same code as the world's tiny models.
+
+An outcome reward model (ORM) is the same class with ``kind="orm"``: it is trained only at the last
+tag, and ``score`` returns, for each solution, a list of ``len(steps)`` floats whose every entry is the
+solution's score (read at the last tag), so any step aggregation (min, last, product) gives it back.
+
+Departures: sequences longer than the model's context are cut from the right (Math-Shepherd drops
+them); a step whose tag was cut gets ``nan`` rather than a score read elsewhere. Only the two label
+rows of the output head are applied when scoring, so a 150k-token vocabulary costs nothing extra.
+The kind, tag and label tokens live in ``prmkit_reward.json`` beside the Hugging Face files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from prmkit.models import STEP_TAG, format_prompt
+
+META_FILE = "prmkit_reward.json"
+KINDS = ("prm", "orm")
+
+
+def format_for_scoring(question: str, steps: list[str], tag: str = STEP_TAG) -> str:
+    """The scored text: the prompt, then every step followed by a space, the tag and a newline.
+
+    >>> format_for_scoring("1+1?", ["1+1=2", "#### 2"], "<t>")
+    'Question: 1+1?\\nAnswer:\\n1+1=2 <t>\\n#### 2 <t>\\n'
+    """
+    return format_prompt(question) + "".join(f"{step} {tag}\n" for step in steps)
+
+
+def single_token_id(tokenizer, text: str, what: str) -> int:
+    """The id of ``text`` when it is exactly one token, else a ValueError naming it."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"{what} {text!r} must be a single token; this tokenizer gives {ids}")
+    return ids[0]
+
+
+def ensure_tag(model, tokenizer, tag: str) -> int:
+    """The tag's token id, adding it as a special token (and resizing the embeddings) if missing."""
+    if tag not in tokenizer.get_vocab():
+        tokenizer.add_tokens([tag], special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer))
+        print(f"reward: added {tag!r} to the tokenizer and resized the embeddings to {len(tokenizer)}")
+    return tokenizer.convert_tokens_to_ids(tag)
+
+
+def label_logits(model, input_ids, attention_mask, label_ids: list[int]):
+    """Logits of the label tokens at every position, (B, T, 2), applying only those head rows."""
+    import torch.nn.functional as F
+
+    base = model.base_model
+    head = model.get_output_embeddings()
+    if base is model or head is None:  # no separable head: take the full logits
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[..., label_ids]
+    hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    bias = head.bias[label_ids] if getattr(head, "bias", None) is not None else None
+    return F.linear(hidden.to(head.weight.dtype), head.weight[label_ids], bias)  # (B, T, 2)
+
+
+class StepRewardModel:
+    """A PRM or ORM: ``score(questions, steps) -> list[list[float]]``, one P(good) per step."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        kind: str = "prm",
+        tag: str = STEP_TAG,
+        good: str = "+",
+        bad: str = "-",
+        max_length: int | None = None,
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"reward kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.model, self.tokenizer, self.kind, self.tag = model, tokenizer, kind, tag
+        self.good, self.bad = good, bad
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tag_id = ensure_tag(model, tokenizer, tag)
+        self.label_ids = [
+            single_token_id(tokenizer, good, "good label"),
+            single_token_id(tokenizer, bad, "bad label"),
+        ]
+        ctx = getattr(model.config, "max_position_embeddings", None)
+        self.max_length = max_length or ctx or 4096
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_id: str | Path, dtype: str = "auto", device: str | None = None, **overrides: Any
+    ) -> StepRewardModel:
+        """Load a model directory or hub id; ``prmkit_reward.json`` (if any) gives kind/tag/labels."""
+        from prmkit.models import load_causal_lm, load_tokenizer
+
+        meta: dict[str, Any] = {}
+        meta_path = Path(path_or_id) / META_FILE
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        kw = {k: meta[k] for k in ("kind", "tag", "good", "bad") if k in meta}
+        kw.update(overrides)
+        model = load_causal_lm(path_or_id, dtype=dtype)
+        if device is not None:
+            model = model.to(device)
+        return cls(model, load_tokenizer(path_or_id), **kw)
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "tag": self.tag, "good": self.good, "bad": self.bad}
+
+    def save_pretrained(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write the model, tokenizer and ``prmkit_reward.json`` (plus ``extra``) into ``out_dir``."""
+        out_dir = Path(out_dir)
+        self.model.save_pretrained(str(out_dir))
+        self.tokenizer.save_pretrained(str(out_dir))
+        write_meta(out_dir, {**self.meta(), **(extra or {})})
+        return out_dir
+
+    def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
+        """Token ids of the scored text and the position of each step's tag (uncut)."""
+        ids = self.tokenizer(format_for_scoring(question, steps, self.tag))["input_ids"]
+        tags = [i for i, t in enumerate(ids) if t == self.tag_id]
+        if len(tags) != len(steps):
+            raise ValueError(
+                f"reward: found {len(tags)} step tags for {len(steps)} steps (does a step contain {self.tag!r}?)"
+            )
+        return ids, tags
+
+    def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
+        """P(good) per step, in input order; ``nan`` for steps whose tag fell beyond ``max_length``."""
+        import torch
+
+        if len(questions) != len(steps):
+            raise ValueError(f"reward: {len(questions)} questions but {len(steps)} step lists")
+        encoded = [self.encode(q, s) for q, s in zip(questions, steps, strict=True)]
+        n_cut = sum(len(ids) > self.max_length for ids, _ in encoded)
+        if n_cut:
+            warnings.warn(
+                f"reward: {n_cut} of {len(encoded)} solutions exceed {self.max_length} tokens and were "
+                "truncated; steps whose tag was cut score nan",
+                stacklevel=2,
+            )
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+        results: list[list[float]] = [[] for _ in encoded]
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        self.model.eval()
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            rows = [encoded[i][0][: self.max_length] for i in idx]
+            width = max(len(r) for r in rows)
+            # right padding keeps every real token at its unpadded position id
+            input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+            with torch.no_grad():
+                logits = label_logits(self.model, input_ids, mask, self.label_ids)  # (B, T, 2)
+            p_good = logits.float().softmax(-1)[..., 0].cpu()  # (B, T)
+            for b, i in enumerate(idx):
+                tags = encoded[i][1]
+                scores = [float(p_good[b, t]) if t < self.max_length else math.nan for t in tags]
+                if self.kind == "orm":
+                    scores = [scores[-1]] * len(scores) if scores else []
+                results[i] = scores
+        return results
+
+
+def write_meta(out_dir: str | Path, meta: dict[str, Any]) -> None:
+    from prmkit.io import atomic_write_json
+
+    atomic_write_json(Path(out_dir) / META_FILE, meta)

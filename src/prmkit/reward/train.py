@@ -1,0 +1,261 @@
+"""Training a PRM or ORM on step labels (Math-Shepherd, PRM800K) through ``transformers.Trainer``.
+
+Each labelled solution becomes ``format_for_scoring(question, steps)`` with a target in [0, 1] at
+every supervised tag. The loss reads the logits of the two label tokens ("+", "-") at the tags,
+log-softmaxes them and takes the cross-entropy against the soft target (p for "+", 1 - p for "-"):
+
+    loss = -mean_over_tags( p * log P(+) + (1 - p) * log P(-) )
+
+Hard labels (Math-Shepherd HE, PRM800K) are the case p in {0, 1}; soft labels (SE) train on the
+fractions themselves. ``first_error_only`` supervises steps up to and including the first bad one
+(PRM800K's convention); an ORM gets one target, the solution's correctness, at its last tag.
+
+Departures: TRL's PRM trainer casts labels to int (soft labels are lost) and classifies with a
+token-classification head; here the LM head's "+"/"-" rows are the classifier, so the result loads
+as an ordinary causal LM and scores like released Math-Shepherd PRMs. Steps with no label (None, e.g.
+an early-stopped soft estimate) are not supervised. Held-out problems (``eval_fraction``, split by
+problem so samples of one problem never straddle it) give eval loss and step accuracy at 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prmkit.models import STEP_TAG
+from prmkit.reward.model import KINDS, StepRewardModel, format_for_scoring, write_meta
+from prmkit.types import Problem, StepLabels
+
+LABELS = ("hard", "soft")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    kind: str = "prm"
+    init: str = ""  # model to start from; "" = the generator path the caller passes
+    label: str = "hard"
+    first_error_only: bool = False
+    lr: float = 5e-4
+    epochs: float = 1.0
+    max_steps: int = -1  # overrides epochs when > 0
+    batch_size: int = 16
+    max_length: int = 512
+    eval_fraction: float = 0.05
+    seed: int = 0
+    save_steps: int = 200
+    logging_steps: int = 50
+    bf16: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"reward.kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
+        if self.label not in LABELS:
+            raise ValueError(f"reward.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("reward: set epochs > 0 or max_steps > 0")
+        if self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.save_steps < 1:
+            raise ValueError("reward: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError("reward.eval_fraction must be in [0, 1)")
+
+
+def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
+    """The target P(good) per step (None = not supervised).
+
+    >>> r = StepLabels("p", 0, ["a", "b", "c"], [1, 0, 1], [0.75, 0.0, 0.5], meta={"final_correct": False})
+    >>> step_targets(r, RewardConfig()), step_targets(r, RewardConfig(label="soft"))
+    ([1.0, 0.0, 1.0], [0.75, 0.0, 0.5])
+    >>> step_targets(r, RewardConfig(first_error_only=True)), step_targets(r, RewardConfig(kind="orm"))
+    ([1.0, 0.0, None], [None, None, 0.0])
+    """
+    n = len(rec.steps)
+    if len(rec.hard) != n or len(rec.soft) != n:
+        raise ValueError(
+            f"reward: labels of {rec.problem_id}/{rec.sample_id} have {len(rec.hard)} hard and "
+            f"{len(rec.soft)} soft values for {n} steps"
+        )
+    if cfg.kind == "orm":
+        final = rec.meta.get("final_correct", rec.hard[-1] if n else None)
+        return [None] * (n - 1) + [None if final is None else float(final)] if n else []
+    values = rec.hard if cfg.label == "hard" else rec.soft
+    targets = [None if v is None else float(v) for v in values]
+    if cfg.first_error_only:
+        bad = [i for i in range(n) if rec.hard[i] == 0 or (rec.hard[i] is None and rec.soft[i] == 0)]
+        if bad:
+            targets[bad[0] + 1 :] = [None] * (n - bad[0] - 1)
+    return targets
+
+
+def build_examples(
+    labels: list[StepLabels],
+    problems: dict[str, Problem],
+    cfg: RewardConfig,
+    tokenizer,
+    tag: str = STEP_TAG,
+) -> list[dict[str, Any]]:
+    """Token rows with the supervised tag positions and their targets; skipped records are dropped.
+
+    Each row: ``input_ids``, ``attention_mask``, ``tag_positions`` (indices of supervised tags),
+    ``targets`` (P(good) per listed tag), ``problem_id``. Tags cut by ``max_length`` are dropped,
+    and a row left with no supervised tag is dropped too.
+    """
+    tag_id = tokenizer.convert_tokens_to_ids(tag)
+    rows = []
+    for rec in labels:
+        if rec.meta.get("skipped"):
+            continue
+        targets = step_targets(rec, cfg)
+        if rec.problem_id not in problems:
+            raise ValueError(f"reward: labels of {rec.problem_id}/{rec.sample_id} name an unknown problem")
+        text = format_for_scoring(problems[rec.problem_id].question, rec.steps, tag)
+        ids = tokenizer(text)["input_ids"]
+        tags = [i for i, t in enumerate(ids) if t == tag_id]
+        if len(tags) != len(rec.steps):
+            raise ValueError(
+                f"reward: {rec.problem_id}/{rec.sample_id}: {len(tags)} tags for {len(rec.steps)} steps"
+            )
+        ids = ids[: cfg.max_length]
+        kept = [(t, y) for t, y in zip(tags, targets, strict=True) if y is not None and t < len(ids)]
+        if kept:
+            rows.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * len(ids),
+                    "tag_positions": [t for t, _ in kept],
+                    "targets": [y for _, y in kept],
+                    "problem_id": rec.problem_id,
+                }
+            )
+    return rows
+
+
+def soft_label_loss(logits, targets):
+    """Cross-entropy of (B, T, 2) "+"/"-" logits against targets (B, T) in [0, 1]; < 0 = unsupervised."""
+    logp = logits.float().log_softmax(-1)  # (B, T, 2)
+    mask = targets >= 0  # (B, T)
+    p = targets[mask]  # (N,)
+    nll = -(p * logp[mask][:, 0] + (1 - p) * logp[mask][:, 1])  # (N,)
+    return nll.mean() if nll.numel() else logits.sum() * 0.0
+
+
+def collate(features: list[dict[str, Any]], pad_id: int):
+    """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    labels = torch.full((len(features), width), -100.0)
+    for b, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[b, :n] = torch.tensor(f["input_ids"])
+        mask[b, :n] = 1
+        labels[b, f["tag_positions"]] = torch.tensor(f["targets"], dtype=torch.float)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def step_metrics(eval_pred) -> dict[str, float]:
+    """Step accuracy at threshold 0.5 over supervised held-out tags."""
+    import numpy as np
+
+    p_good, targets = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+    mask = targets >= 0
+    acc = float(((p_good[mask] > 0.5) == (targets[mask] > 0.5)).mean()) if mask.any() else math.nan
+    return {"step_accuracy": acc, "n_steps": float(mask.sum())}
+
+
+def _split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    pids = sorted({r["problem_id"] for r in rows})
+    random.Random(seed).shuffle(pids)
+    held = set(pids[: int(len(pids) * fraction)])
+    return [r for r in rows if r["problem_id"] not in held], [r for r in rows if r["problem_id"] in held]
+
+
+def train_reward(
+    cfg: RewardConfig,
+    labels: list[StepLabels],
+    problems: dict[str, Problem],
+    out_dir: str | Path,
+    default_init: str | None = None,
+) -> Path:
+    """Train a PRM/ORM from ``cfg.init`` (or ``default_init``); the model lands in ``out_dir``."""
+    import datasets
+    import torch
+    from transformers import TrainingArguments
+
+    from prmkit.policy.sft import last_checkpoint
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    init = cfg.init or default_init
+    if not init:
+        raise ValueError("reward: no model to start from; set reward.init or pass --init")
+    rm = StepRewardModel.from_pretrained(init, dtype="float32", kind=cfg.kind)
+    rows = build_examples(labels, problems, cfg, rm.tokenizer, rm.tag)
+    if not rows:
+        raise ValueError("reward: no supervised steps in the labels (all skipped or unlabelled?)")
+    train_rows, eval_rows = _split(rows, cfg.eval_fraction, cfg.seed)
+    print(f"reward: {len(train_rows)} training and {len(eval_rows)} held-out solutions ({cfg.kind})")
+    ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        lr_scheduler_type="cosine",
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if eval_rows else "no",
+        eval_steps=cfg.save_steps,
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        label_names=["labels"],
+        remove_unused_columns=False,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = make_trainer(
+        rm.label_ids,
+        model=rm.model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(train_rows),
+        eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
+        data_collator=lambda fs: collate(fs, rm.tokenizer.pad_token_id),
+        processing_class=rm.tokenizer,
+        compute_metrics=step_metrics,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(ckpt_dir))
+    metrics = trainer.evaluate() if eval_rows else {}
+    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
+        return out_dir
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    trainer.save_model(str(tmp))
+    rm.tokenizer.save_pretrained(str(tmp))
+    write_meta(
+        tmp, {**rm.meta(), "label": cfg.label, "first_error_only": cfg.first_error_only, "eval": metrics}
+    )
+    tmp.rename(out_dir)  # appears whole: "config.json exists" means finished
+    return out_dir
+
+
+def make_trainer(label_ids: list[int], **kw: Any):
+    """A ``transformers.Trainer`` whose loss is ``soft_label_loss`` at the tags (built lazily: the
+    import is heavy); its eval predictions are P(good) per position, (B, T)."""
+    from transformers import Trainer
+
+    class RewardTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            targets = inputs.pop("labels")  # (B, T)
+            logits = model(**inputs, use_cache=False).logits[..., label_ids]  # (B, T, 2)
+            loss = soft_label_loss(logits, targets)
+            return (loss, {"p_good": logits.detach().float().softmax(-1)[..., 0]}) if return_outputs else loss
+
+    return RewardTrainer(**kw)

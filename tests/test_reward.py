@@ -1,0 +1,217 @@
+import json
+import math
+
+import pytest
+import torch
+
+from prmkit.models import STEP_TAG, new_model, train_tokenizer
+from prmkit.reward import StepRewardModel, format_for_scoring
+from prmkit.reward.train import (
+    RewardConfig,
+    build_examples,
+    collate,
+    make_trainer,
+    soft_label_loss,
+    step_targets,
+)
+from prmkit.steps import split_steps
+from prmkit.types import StepLabels
+from prmkit.world import WorldConfig, generate_split
+
+
+@pytest.fixture(scope="module")
+def world():
+    problems = generate_split(WorldConfig(n_train=50), "train")
+    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems], vocab_size=400)
+    return problems, tok
+
+
+def _labels(problems, n=12):
+    """Hand-made labels: first-error pattern on every other solution, soft fractions."""
+    out = []
+    for i, p in enumerate(problems[:n]):
+        steps = split_steps(p.solution)
+        hard = [1] * len(steps) if i % 2 == 0 else [1] + [0] * (len(steps) - 1)
+        soft = [0.75 * h for h in hard]
+        out.append(StepLabels(p.id, 0, steps, hard, soft, meta={"final_correct": i % 2 == 0}))
+    return out
+
+
+def test_format_for_scoring_worked_example():
+    text = format_for_scoring("Tom has 3 apples.", ["3+4=<<3+4=7>>7", "#### 7"])
+    assert text == f"Question: Tom has 3 apples.\nAnswer:\n3+4=<<3+4=7>>7 {STEP_TAG}\n#### 7 {STEP_TAG}\n"
+    assert format_for_scoring("q", []) == "Question: q\nAnswer:\n"
+
+
+def test_step_targets_hard_soft_first_error_orm():
+    r = StepLabels(
+        "p", 3, ["a", "b", "c", "d"], [1, 0, 1, 0], [0.5, 0.25, None, 0.0], meta={"final_correct": True}
+    )
+    assert step_targets(r, RewardConfig()) == [1.0, 0.0, 1.0, 0.0]
+    assert step_targets(r, RewardConfig(label="soft")) == [0.5, 0.25, None, 0.0]
+    assert step_targets(r, RewardConfig(first_error_only=True)) == [1.0, 0.0, None, None]
+    assert step_targets(r, RewardConfig(label="soft", first_error_only=True)) == [0.5, 0.25, None, None]
+    assert step_targets(r, RewardConfig(kind="orm")) == [None, None, None, 1.0]
+    no_meta = StepLabels("p", 3, ["a", "b"], [1, 0], [1.0, 0.0])
+    assert step_targets(no_meta, RewardConfig(kind="orm")) == [None, 0.0]
+    bad = StepLabels("p7", 2, ["a", "b"], [1], [1.0, 0.0])
+    with pytest.raises(ValueError, match="p7/2"):
+        step_targets(bad, RewardConfig())
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="reward.kind"):
+        RewardConfig(kind="value")
+    with pytest.raises(ValueError, match="reward.label"):
+        RewardConfig(label="fuzzy")
+    with pytest.raises(ValueError, match="eval_fraction"):
+        RewardConfig(eval_fraction=1.0)
+
+
+def test_build_examples_positions_and_targets(world):
+    problems, tok = world
+    p = problems[0]
+    steps = split_steps(p.solution)
+    n = len(steps)
+    recs = [
+        StepLabels(p.id, 0, steps, [1] * (n - 1) + [0], [0.5] * n),
+        StepLabels(p.id, 1, steps, [None] * n, [None] * n, meta={"skipped": "empty"}),
+    ]
+    rows = build_examples(recs, {p.id: p}, RewardConfig(label="soft"), tok)
+    assert len(rows) == 1  # the skipped record is dropped
+    row = rows[0]
+    tag_id = tok.convert_tokens_to_ids(STEP_TAG)
+    assert [i for i, t in enumerate(row["input_ids"]) if t == tag_id] == row["tag_positions"]
+    assert row["targets"] == [0.5] * n
+    orm = build_examples(recs, {p.id: p}, RewardConfig(kind="orm"), tok)[0]
+    assert orm["tag_positions"] == row["tag_positions"][-1:] and orm["targets"] == [0.0]
+    cut = build_examples(recs, {p.id: p}, RewardConfig(max_length=row["tag_positions"][1] + 1), tok)[0]
+    assert (
+        cut["tag_positions"] == row["tag_positions"][:2]
+        and len(cut["input_ids"]) == cut["tag_positions"][1] + 1
+    )
+    batch = collate([row, cut], tok.pad_token_id)
+    assert batch["labels"][0, row["tag_positions"]].tolist() == [0.5] * n
+    assert (batch["labels"] >= 0).sum().item() == n + 2
+
+
+def test_soft_label_loss_hand_computed():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])  # (B=1, T=2, 2)
+    targets = torch.tensor([[0.75, -100.0]])
+    lp_good = 2.0 - math.log(math.exp(2.0) + 1.0)
+    lp_bad = 0.0 - math.log(math.exp(2.0) + 1.0)
+    expected = -(0.75 * lp_good + 0.25 * lp_bad)
+    assert soft_label_loss(logits, targets).item() == pytest.approx(expected, abs=1e-6)
+    # a hard label is the special case p = 1
+    assert soft_label_loss(logits, torch.tensor([[1.0, -100.0]])).item() == pytest.approx(-lp_good, abs=1e-6)
+
+
+def test_one_pass_equals_prefix_by_prefix(world):
+    problems, tok = world
+    rm = StepRewardModel(new_model(tok, "test", seed=1), tok)
+    qs = [p.question for p in problems[:5]]
+    steps = [split_steps(p.solution) for p in problems[:5]]
+    scores = rm.score(qs, steps, batch_size=2)
+    assert [len(s) for s in scores] == [len(s) for s in steps]
+    for q, ss, got in zip(qs, steps, scores, strict=True):
+        for k in range(1, len(ss) + 1):  # the last tag of each prefix, with the full-logit forward
+            ids = torch.tensor([tok(format_for_scoring(q, ss[:k]))["input_ids"]])
+            logits = rm.model(input_ids=ids).logits[0, -2, rm.label_ids]  # tag, then "\n"
+            assert got[k - 1] == pytest.approx(logits.softmax(-1)[0].item(), abs=1e-4)
+
+
+def test_missing_tag_is_added_and_labels_must_be_single_tokens(world, capsys):
+    _, tok = world
+    tok = tok.__class__.from_pretrained(tok.name_or_path) if tok.name_or_path else tok
+    model = new_model(tok, "test")
+    n = len(tok)
+    rm = StepRewardModel(model, tok, tag="<|newtag|>")
+    assert len(tok) == n + 1 and model.get_input_embeddings().weight.shape[0] == n + 1
+    assert rm.tag_id == n and "added" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="single token"):
+        StepRewardModel(model, tok, good="good and bad")
+
+
+def test_truncation_gives_nan_and_warns(world):
+    problems, tok = world
+    p = problems[0]
+    steps = split_steps(p.solution)
+    rm = StepRewardModel(new_model(tok, "test"), tok)
+    _, tags = rm.encode(p.question, steps)
+    rm.max_length = tags[0] + 1
+    with pytest.warns(UserWarning, match="1 of 2 solutions"):
+        scores = rm.score([p.question, "q"], [steps, ["1"]])
+    assert not math.isnan(scores[0][0]) and all(math.isnan(s) for s in scores[0][1:])
+    assert not math.isnan(scores[1][0])
+
+
+def test_training_changes_parameters(world):
+    problems, tok = world
+    model = new_model(tok, "test")
+    before = [q.detach().clone() for q in model.parameters()]
+    rm = StepRewardModel(model, tok)
+    rows = build_examples(_labels(problems), {p.id: p for p in problems}, RewardConfig(label="soft"), tok)
+    import datasets
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(
+        output_dir="/tmp/unused",
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+    )
+    trainer = make_trainer(
+        rm.label_ids,
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        data_collator=lambda fs: collate(fs, tok.pad_token_id),
+    )
+    trainer.train()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_cli_train_prm_and_score_end_to_end(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from prmkit.cli import app
+    from prmkit.io import read_jsonl, write_jsonl
+    from prmkit.types import Solution
+
+    problems, tok = world
+    init = tmp_path / "gen"
+    new_model(tok, "test").save_pretrained(init)
+    tok.save_pretrained(init)
+    write_jsonl(tmp_path / "problems.jsonl", problems[:12])
+    labels = _labels(problems)
+    write_jsonl(tmp_path / "labels.jsonl", labels)
+    sols = [Solution(r.problem_id, r.sample_id, "\n".join(r.steps), r.steps) for r in labels]
+    write_jsonl(tmp_path / "samples.jsonl", sols)
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "prm", "--labels", str(tmp_path / "labels.jsonl"),
+                              "--problems", str(tmp_path / "problems.jsonl"), "--init", str(init),
+                              "--out", str(tmp_path / "prm"), "--set", "reward.max_steps=2",
+                              "--set", "reward.batch_size=4", "--set", "reward.eval_fraction=0.25",
+                              "--set", "reward.save_steps=1", "--set", "reward.label=soft"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "prm" / "prmkit_reward.json").read_text())
+    assert meta["kind"] == "prm" and meta["label"] == "soft" and "eval_step_accuracy" in meta["eval"]
+    args = ["score", "--model", str(tmp_path / "prm"), "--samples", str(tmp_path / "samples.jsonl"),
+            "--problems", str(tmp_path / "problems.jsonl"), "--out", str(tmp_path / "scores.jsonl")]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    scores = read_jsonl(tmp_path / "scores.jsonl")
+    assert [(s["problem_id"], len(s["scores"])) for s in scores] == [
+        (r.problem_id, len(r.steps)) for r in labels
+    ]
+    assert all(0 < x < 1 for s in scores for x in s["scores"])
+    res = runner.invoke(app, args)  # resumes: nothing left to do
+    assert (
+        "0 solutions scored (12 already done)" in res.output
+        and len(read_jsonl(tmp_path / "scores.jsonl")) == 12
+    )
