@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -118,11 +119,13 @@ def test_one_pass_equals_prefix_by_prefix(world):
             ids = torch.tensor([tok(format_for_scoring(q, ss[:k]))["input_ids"]])
             logits = rm.model(input_ids=ids).logits[0, -2, rm.label_ids]  # tag, then "\n"
             assert got[k - 1] == pytest.approx(logits.softmax(-1)[0].item(), abs=1e-4)
+    rm.kind = "orm"  # an ORM repeats the last tag's score at every step
+    assert rm.score(qs, steps, batch_size=3) == [[s[-1]] * len(s) for s in scores]
 
 
 def test_missing_tag_is_added_and_labels_must_be_single_tokens(world, capsys):
     _, tok = world
-    tok = tok.__class__.from_pretrained(tok.name_or_path) if tok.name_or_path else tok
+    tok = copy.deepcopy(tok)  # the module's tokenizer stays without the new tag
     model = new_model(tok, "test")
     n = len(tok)
     rm = StepRewardModel(model, tok, tag="<|newtag|>")
@@ -145,7 +148,7 @@ def test_truncation_gives_nan_and_warns(world):
     assert not math.isnan(scores[1][0])
 
 
-def test_training_changes_parameters(world):
+def test_training_changes_parameters(world, tmp_path):
     problems, tok = world
     model = new_model(tok, "test")
     before = [q.detach().clone() for q in model.parameters()]
@@ -155,7 +158,7 @@ def test_training_changes_parameters(world):
     from transformers import TrainingArguments
 
     args = TrainingArguments(
-        output_dir="/tmp/unused",
+        output_dir=str(tmp_path),
         max_steps=3,
         per_device_train_batch_size=4,
         learning_rate=1e-2,
@@ -215,3 +218,27 @@ def test_cli_train_prm_and_score_end_to_end(world, tmp_path):
         "0 solutions scored (12 already done)" in res.output
         and len(read_jsonl(tmp_path / "scores.jsonl")) == 12
     )
+
+
+def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
+    from prmkit.policy.sft import last_checkpoint
+    from prmkit.reward.train import train_reward
+
+    problems, tok = world
+    init = tmp_path / "gen"
+    new_model(tok, "test").save_pretrained(init)
+    tok.save_pretrained(init)
+    labels, probs = _labels(problems), {p.id: p for p in problems}
+    cfg = RewardConfig(init=str(init), max_steps=2, batch_size=4, save_steps=1, eval_fraction=0.0, kind="orm")
+    out = train_reward(cfg, labels, probs, tmp_path / "orm")
+    assert (out / "config.json").exists() and (out / "prmkit_reward.json").exists()
+    assert not (tmp_path / ".orm.tmp").exists()
+    import shutil
+
+    shutil.rmtree(out)  # as if killed after checkpoint-2: the rerun resumes and goes on to 3
+    train_reward(RewardConfig(**{**cfg.__dict__, "max_steps": 3}), labels, probs, out)
+    assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-3")
+    assert StepRewardModel.from_pretrained(out).kind == "orm"
+    assert train_reward(cfg, labels, probs, out) == out
+    with pytest.raises(ValueError, match="--init"):
+        train_reward(RewardConfig(), labels, probs, tmp_path / "none")

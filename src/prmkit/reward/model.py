@@ -103,7 +103,8 @@ class StepRewardModel:
     def from_pretrained(
         cls, path_or_id: str | Path, dtype: str = "auto", device: str | None = None, **overrides: Any
     ) -> StepRewardModel:
-        """Load a model directory or hub id; ``prmkit_reward.json`` (if any) gives kind/tag/labels."""
+        """Load a model directory or hub id (on the GPU when there is one); ``prmkit_reward.json``
+        (if any) gives kind/tag/labels, ``overrides`` (kind, tag, good, bad, max_length) win."""
         from prmkit.models import load_causal_lm, load_tokenizer
 
         meta: dict[str, Any] = {}
@@ -112,9 +113,10 @@ class StepRewardModel:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         kw = {k: meta[k] for k in ("kind", "tag", "good", "bad") if k in meta}
         kw.update(overrides)
+        import torch
+
         model = load_causal_lm(path_or_id, dtype=dtype)
-        if device is not None:
-            model = model.to(device)
+        model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, load_tokenizer(path_or_id), **kw)
 
     def meta(self) -> dict[str, Any]:
