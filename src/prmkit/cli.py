@@ -255,9 +255,11 @@ def _train_reward(
         from prmkit.types import StepLabels
 
         values = {**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}
+        if init:  # the command line wins over the recipe
+            values["init"] = init
         cfg = build(RewardConfig, values, "reward")
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        path = train_reward(cfg, read_jsonl(labels, StepLabels), probs, out, default_init=init)
+        path = train_reward(cfg, read_jsonl(labels, StepLabels), probs, out)
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(f"{kind} -> {path}")
@@ -266,7 +268,7 @@ def _train_reward(
 LabelsOpt = Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate (StepLabels).")]
 InitOpt = Annotated[
     str | None,
-    typer.Option(help="Model to start from (usually the generator); reward.init in the recipe wins."),
+    typer.Option(help="Model to start from (usually the generator); overrides reward.init."),
 ]
 RewardOutOpt = Annotated[Path, typer.Option(help="Output model directory (resumes from checkpoints).")]
 ProblemsOpt = Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")]
