@@ -27,19 +27,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from prmkit.models import STEP_TAG, format_prompt
+from prmkit.reward.formats import PRMFormat, format_for_scoring, get_format  # noqa: F401 (re-exported)
 
 META_FILE = "prmkit_reward.json"
 KINDS = ("prm", "orm")
-
-
-def format_for_scoring(question: str, steps: list[str], tag: str = STEP_TAG) -> str:
-    """The scored text: the prompt, then every step followed by a space, the tag and a newline.
-
-    >>> format_for_scoring("1+1?", ["1+1=2", "#### 2"], "<t>")
-    'Question: 1+1?\\nAnswer:\\n1+1=2 <t>\\n#### 2 <t>\\n'
-    """
-    return format_prompt(question) + "".join(f"{step} {tag}\n" for step in steps)
 
 
 def single_token_id(tokenizer, text: str, what: str) -> int:
@@ -80,22 +71,26 @@ class StepRewardModel:
         model,
         tokenizer,
         kind: str = "prm",
-        tag: str = STEP_TAG,
+        tag: str | None = None,
         good: str = "+",
         bad: str = "-",
         max_length: int | None = None,
+        format: str = "prmkit",
     ):
         if kind not in KINDS:
             raise ValueError(f"reward kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        self.model, self.tokenizer, self.kind, self.tag = model, tokenizer, kind, tag
+        self.fmt: PRMFormat = get_format(format)
+        self.model, self.tokenizer, self.kind, self.tag = model, tokenizer, kind, tag or self.fmt.tag
         self.good, self.bad = good, bad
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.tag_id = ensure_tag(model, tokenizer, tag)
-        self.label_ids = [
-            single_token_id(tokenizer, good, "good label"),
-            single_token_id(tokenizer, bad, "bad label"),
-        ]
+        self.tag_id = ensure_tag(model, tokenizer, self.tag) if self.tag else None
+        self.label_ids = []
+        if self.fmt.head == "lm":
+            self.label_ids = [
+                single_token_id(tokenizer, good, "good label"),
+                single_token_id(tokenizer, bad, "bad label"),
+            ]
         ctx = getattr(model.config, "max_position_embeddings", None)
         self.max_length = max_length or ctx or 4096
 
@@ -111,16 +106,25 @@ class StepRewardModel:
         meta_path = Path(path_or_id) / META_FILE
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        kw = {k: meta[k] for k in ("kind", "tag", "good", "bad") if k in meta}
+        kw = {k: meta[k] for k in ("kind", "tag", "good", "bad", "format") if k in meta}
         kw.update(overrides)
         import torch
 
-        model = load_causal_lm(path_or_id, dtype=dtype)
+        if get_format(kw.get("format", "prmkit")).head == "cls":
+            model = load_token_classifier(path_or_id, dtype=dtype)
+        else:
+            model = load_causal_lm(path_or_id, dtype=dtype)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, load_tokenizer(path_or_id), **kw)
 
     def meta(self) -> dict[str, Any]:
-        return {"kind": self.kind, "tag": self.tag, "good": self.good, "bad": self.bad}
+        return {
+            "kind": self.kind,
+            "tag": self.tag,
+            "good": self.good,
+            "bad": self.bad,
+            "format": self.fmt.name,
+        }
 
     def save_pretrained(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write the model, tokenizer and ``prmkit_reward.json`` (plus ``extra``) into ``out_dir``."""
@@ -132,8 +136,7 @@ class StepRewardModel:
 
     def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
         """Token ids of the scored text and the position of each step's tag (uncut)."""
-        ids = self.tokenizer(format_for_scoring(question, steps, self.tag))["input_ids"]
-        tags = [i for i, t in enumerate(ids) if t == self.tag_id]
+        ids, tags = self.fmt.encode(self.tokenizer, question, steps, self.tag_id, self.tag)
         if len(tags) != len(steps):
             raise ValueError(
                 f"reward: found {len(tags)} step tags for {len(steps)} steps (does a step contain {self.tag!r}?)"
@@ -167,8 +170,14 @@ class StepRewardModel:
             input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
             mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
             with torch.no_grad():
-                logits = label_logits(self.model, input_ids, mask, self.label_ids)  # (B, T, 2)
-            p_good = logits.float().softmax(-1)[..., 0].cpu()  # (B, T)
+                if self.fmt.head == "lm":  # label-token logits: P("+") against "-"
+                    p_good = (
+                        label_logits(self.model, input_ids, mask, self.label_ids).float().softmax(-1)[..., 0]
+                    )
+                else:  # a two-class token head: P(class 1)
+                    logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+                    p_good = logits[..., :2].float().softmax(-1)[..., 1]
+            p_good = p_good.cpu()  # (B, T)
             for b, i in enumerate(idx):
                 tags = encoded[i][1]
                 scores = [float(p_good[b, t]) if t < self.max_length else math.nan for t in tags]
@@ -176,6 +185,18 @@ class StepRewardModel:
                     scores = [scores[-1]] * len(scores) if scores else []
                 results[i] = scores
         return results
+
+
+def load_token_classifier(path_or_id: str | Path, dtype: str = "auto"):
+    """A two-class token head: Qwen2.5-Math-PRM's remote-code class, or a TRL token classifier."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    config = AutoConfig.from_pretrained(str(path_or_id), trust_remote_code=True)
+    if any("ProcessRewardModel" in a for a in (config.architectures or [])):  # Qwen2.5-Math-PRM
+        return AutoModel.from_pretrained(str(path_or_id), dtype=torch_dtype, trust_remote_code=True).eval()
+    return AutoModelForTokenClassification.from_pretrained(str(path_or_id), dtype=torch_dtype).eval()
 
 
 def write_meta(out_dir: str | Path, meta: dict[str, Any]) -> None:
