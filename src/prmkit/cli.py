@@ -308,6 +308,82 @@ def train_orm(
     _train_reward("orm", labels, problems, source, split, init, out, recipe, set_)
 
 
+SamplesOpt = Annotated[Path, typer.Option(help="samples.jsonl of graded solutions (Solution.correct).")]
+
+
+@train_app.command("value")
+def train_value_cmd(
+    samples: SamplesOpt,
+    problems: ProblemsOpt,
+    out: RewardOutOpt,
+    init: Annotated[str | None, typer.Option(help="Model to start from; overrides value.init.")] = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """Train a token-level value verifier (Cobbe et al. 2021): P(correct) at every solution token.
+
+    Paper defaults: value.head=token (value.head=last = the solution-level verifier), value.lm_coef=1.0
+    (auxiliary language-modelling loss), value.resid_dropout=0.2. Score with the value at each step's end.
+    """
+    try:
+        from prmkit.config import build
+        from prmkit.data import load_problems
+        from prmkit.io import read_jsonl
+        from prmkit.reward.value import ValueConfig, train_value
+        from prmkit.types import Solution
+
+        values = dict(_recipe(recipe, set_).get("value") or {})
+        if init:
+            values["init"] = init
+        cfg = build(ValueConfig, values, "value")
+        probs = {p.id: p for p in load_problems(source, problems, split=split)}
+        path = train_value(cfg, read_jsonl(samples, Solution), probs, out)
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"value -> {path}")
+
+
+@train_app.command("critique")
+def train_critique_cmd(
+    samples: SamplesOpt,
+    problems: ProblemsOpt,
+    out: RewardOutOpt,
+    init: Annotated[str | None, typer.Option(help="Model to start from; overrides critique.init.")] = None,
+    critiques: Annotated[
+        Path | None,
+        typer.Option(help="JSONL of {problem_id, sample_id, critique}; default: the world oracle's."),
+    ] = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """Math-Minos stage 1: fine-tune an LM to write step-level critiques (loss on the critique only).
+
+    Stage 2 is ordinary ORM/PRM training from this output: prmkit train orm/prm --init OUT. Critiques
+    come from the world oracle, or from --critiques for other problems.
+    """
+    try:
+        from prmkit.config import build
+        from prmkit.data import load_problems
+        from prmkit.io import read_jsonl
+        from prmkit.reward.critique import CritiqueConfig, load_critiques, train_critique
+        from prmkit.types import Solution
+
+        values = dict(_recipe(recipe, set_).get("critique") or {})
+        if init:
+            values["init"] = init
+        cfg = build(CritiqueConfig, values, "critique")
+        probs = {p.id: p for p in load_problems(source, problems, split=split)}
+        given = load_critiques(critiques) if critiques else None
+        path = train_critique(cfg, read_jsonl(samples, Solution), probs, out, given)
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"critique model -> {path}")
+
+
 @app.command()
 def score(
     model: Annotated[str, typer.Option(help="Reward model: a directory from prmkit train, or a hub id.")],
@@ -317,16 +393,22 @@ def score(
     source: SourceOpt = "world",
     split: SplitOpt = "test",
     batch_size: Annotated[int, typer.Option(help="Solutions per forward pass.")] = 16,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="A released PRM's format: prmkit, math-shepherd, qwen-prm, trl."),
+    ] = None,
 ):
     """Score every step of every solution in one forward pass each: {problem_id, sample_id, scores}.
 
-    A PRM gives P(good) per step; an ORM repeats its solution score at every step. Steps cut by the
-    model's context length score NaN.
+    A PRM gives P(good) per step; an ORM repeats its solution score at every step; a value verifier gives
+    its value at each step's last token. Steps cut by the model's context length score NaN. Models trained
+    by prmkit know their format; a released PRM needs --format (e.g. math-shepherd for
+    peiyi9979/math-shepherd-mistral-7b-prm, qwen-prm for Qwen/Qwen2.5-Math-PRM-7B).
     """
     try:
         from prmkit.data import load_problems
         from prmkit.io import open_appender, read_jsonl
-        from prmkit.reward import StepRewardModel
+        from prmkit.reward import load_reward_model
         from prmkit.types import Solution
 
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
@@ -337,7 +419,7 @@ def score(
         appender, done = open_appender(out, key=lambda r: (r["problem_id"], r["sample_id"]))
         todo = [s for s in sols if (s.problem_id, s.sample_id) not in done]
         if todo:
-            rm = StepRewardModel.from_pretrained(model)
+            rm = load_reward_model(model, **({"format": fmt} if fmt else {}))
         with appender:
             for start in range(0, len(todo), 256):  # append in chunks so a killed run resumes
                 chunk = todo[start : start + 256]

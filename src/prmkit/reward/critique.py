@@ -1,0 +1,174 @@
+"""Math-Minos (Gao et al. 2024) stage 1: teach a verifier to write step-level critiques first.
+
+Each training example is a solution followed by its critique::
+
+    Question: ...\\nAnswer:\\n<step 1>\\n<step 2>\\nCritique:\\n<critique text><eos>
+
+with the loss on the critique tokens (and EOS) only, via ``prmkit.policy.sft.tokenize_sft``. Critiques
+come from the world oracle, ``critique_text(problem, steps, judge(problem, steps))``, for world
+problems, or from a user's JSONL of ``{problem_id, sample_id, critique}`` (``load_critiques``).
+
+Stage 2 is the ordinary ORM/PRM training of ``prmkit.reward.train`` started from the stage-1
+weights: ``train_reward(RewardConfig(init=<stage-1 dir>, kind="orm" | "prm"), ...)``, or
+``prmkit train orm --init <stage-1 dir>``. Scoring never generates a critique: the stage-2 model
+scores with ``StepRewardModel.score`` in one forward pass, as in the paper.
+
+Departures: Math-Minos' critiques are GPT-4's free text, prompted with the step labels; the world's
+are templated and exact (``prmkit.world.critique``). A solution with no critique (not a world
+problem and absent from the user's file) is skipped with a count, not an error, unless none is left.
+The stage-1 directory is an ordinary causal LM plus ``prmkit_critique.json`` (marker and settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prmkit.models import format_prompt
+from prmkit.types import Problem, Solution
+
+MARKER = "\nCritique:\n"
+META = "prmkit_critique.json"
+
+
+@dataclass(frozen=True)
+class CritiqueConfig:
+    init: str = ""  # model to start from (usually the generator)
+    lr: float = 5e-4
+    epochs: float = 2.0
+    max_steps: int = -1  # overrides epochs when > 0
+    batch_size: int = 16
+    max_length: int = 768
+    seed: int = 0
+    save_steps: int = 200
+    logging_steps: int = 50
+    bf16: bool = False
+
+    def __post_init__(self):
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("critique: set epochs > 0 or max_steps > 0")
+        if self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.save_steps < 1:
+            raise ValueError("critique: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
+
+
+def critique_prompt(question: str, steps: list[str]) -> str:
+    """The text the critique continues.
+
+    >>> critique_prompt("1+1?", ["1+1=2", "#### 2"])
+    'Question: 1+1?\\nAnswer:\\n1+1=2\\n#### 2\\nCritique:\\n'
+    """
+    return format_prompt(question) + "\n".join(steps) + MARKER
+
+
+def load_critiques(path: str | Path) -> dict[tuple[str, int], str]:
+    """``{(problem_id, sample_id): critique}`` from a JSONL; a missing or mistyped field is a located error."""
+    from prmkit.io import DataError, iter_jsonl, require_fields
+
+    out: dict[tuple[str, int], str] = {}
+    for lineno, obj in iter_jsonl(path):
+        require_fields(path, lineno, obj, "problem_id", "sample_id", "critique")
+        for name, kind in (("problem_id", str), ("sample_id", int), ("critique", str)):
+            if not isinstance(obj[name], kind) or isinstance(obj[name], bool):
+                raise DataError(path, lineno, f"expected {kind.__name__}, got {obj[name]!r:.40}", name)
+        out[(obj["problem_id"], obj["sample_id"])] = obj["critique"]
+    return out
+
+
+def critique_pairs(
+    solutions: list[Solution],
+    problems: dict[str, Problem],
+    critiques: dict[tuple[str, int], str] | None = None,
+) -> tuple[list[tuple[str, str]], int]:
+    """(prompt, critique) pairs and the number of solutions skipped for want of a critique.
+
+    A user's critique wins; otherwise a world problem gets the oracle's.
+    """
+    from prmkit.world import critique_text, judge
+
+    pairs, skipped = [], 0
+    for s in solutions:
+        if s.problem_id not in problems:
+            raise ValueError(f"critique: {s.problem_id}/{s.sample_id} names an unknown problem")
+        p = problems[s.problem_id]
+        text = (critiques or {}).get((s.problem_id, s.sample_id))
+        if text is None and p.source == "world" and s.steps:
+            text = critique_text(p, s.steps, judge(p, s.steps))
+        if text is None:
+            skipped += 1
+            continue
+        pairs.append((critique_prompt(p.question, s.steps), text))
+    return pairs, skipped
+
+
+def train_critique(
+    cfg: CritiqueConfig,
+    solutions: list[Solution],
+    problems: dict[str, Problem],
+    out_dir: str | Path,
+    critiques: dict[tuple[str, int], str] | None = None,
+    default_init: str | None = None,
+) -> Path:
+    """Stage 1: fine-tune ``cfg.init`` to write critiques; the model lands in ``out_dir``."""
+    import datasets
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from prmkit.io import atomic_write_json
+    from prmkit.models import load_causal_lm, load_tokenizer
+    from prmkit.policy.sft import last_checkpoint, tokenize_sft
+
+    out_dir = Path(out_dir)
+    if (out_dir / META).exists():
+        return out_dir
+    init = cfg.init or default_init
+    if not init:
+        raise ValueError("critique: no model to start from; set critique.init or pass --init")
+    pairs, skipped = critique_pairs(solutions, problems, critiques)
+    if not pairs:
+        raise ValueError(f"critique: no solution has a critique ({skipped} skipped); pass --critiques")
+    tok = load_tokenizer(init)
+    tok.padding_side = "right"
+    model = load_causal_lm(init, dtype="float32")
+    rows, truncated = tokenize_sft(tok, pairs, cfg.max_length)
+    print(f"critique: {len(rows)} examples, {skipped} solutions without a critique, {truncated} truncated")
+    ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        lr_scheduler_type="cosine",
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+        processing_class=tok,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(ckpt_dir))
+    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
+        return out_dir
+    tok.padding_side = "left"
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    trainer.save_model(str(tmp))
+    tok.save_pretrained(str(tmp))
+    meta = {
+        "stage": "math-minos-1",
+        "marker": MARKER,
+        "init": init,
+        "examples": len(rows),
+        "skipped": skipped,
+    }
+    atomic_write_json(tmp / META, meta)
+    tmp.rename(out_dir)  # appears whole: "prmkit_critique.json exists" means finished
+    return out_dir
