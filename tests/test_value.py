@@ -181,4 +181,3 @@ def test_cli_train_value(world, tmp_path):
                                    "--problems", str(tmp_path / "problems.jsonl"), "--out",
                                    str(tmp_path / "w"), "--set", "value.head=mean"])  # fmt: skip
     assert res.exit_code == 2 and "value.head" in res.output
-
