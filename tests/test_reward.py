@@ -221,8 +221,8 @@ def test_cli_train_prm_and_score_end_to_end(world, tmp_path):
 
 
 def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
-    from prmkit.policy.sft import last_checkpoint
     from prmkit.reward.train import train_reward
+    from prmkit.training import last_checkpoint
 
     problems, tok = world
     init = tmp_path / "gen"

@@ -1,6 +1,7 @@
 import torch
 
-from prmkit.policy.sft import SFTConfig, last_checkpoint, tokenize_sft, train_sft
+from prmkit.policy.sft import SFTConfig, tokenize_sft, train_sft
+from prmkit.training import last_checkpoint
 from prmkit.world import WorldConfig, generate_split
 
 

@@ -122,7 +122,7 @@ def test_resid_dropout_is_set_on_llama(world):
 
 
 def test_training_changes_lm_and_head_and_resumes(world, tmp_path):
-    from prmkit.policy.sft import last_checkpoint
+    from prmkit.training import last_checkpoint
 
     problems, tok = world
     init = _init(tmp_path, tok)

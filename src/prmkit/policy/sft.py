@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.models import format_prompt
+from prmkit.training import checkpoint_dir, last_checkpoint, train_and_save, training_args
 from prmkit.types import Problem
 
 SCRATCH = "scratch:"
@@ -90,25 +91,15 @@ def tokenize_sft(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> tu
     return rows, truncated
 
 
-def last_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder the Trainer left, to resume from."""
-    if not ckpt_dir.is_dir():
-        return None
-    ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return str(max(ckpts, key=lambda p: int(p.name.split("-")[-1]))) if ckpts else None
-
-
 def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> Path:
     """Fine-tune a generator on ``problems``' reference solutions; the model lands in ``out_dir``."""
     import datasets
-    import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer
 
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
-    ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
-    resume = last_checkpoint(ckpt_dir)
+    resume = last_checkpoint(checkpoint_dir(out_dir))
     if resume and cfg.model.startswith(SCRATCH):  # the checkpoint's tokenizer; the Trainer restores weights
         from prmkit.models import load_tokenizer, new_model
 
@@ -120,45 +111,29 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
     rows, truncated = tokenize_sft(tok, _examples(problems), cfg.max_length)
     if truncated:
         print(f"sft: {truncated} of {len(rows)} examples longer than {cfg.max_length} tokens were truncated")
-    train = datasets.Dataset.from_list(rows)
     steps_per_epoch = math.ceil(len(rows) / (cfg.batch_size * cfg.grad_accum))
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
+    args = training_args(
+        cfg,
+        out_dir,
         gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=int(
-            cfg.warmup_ratio * (cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs)
-        ),
+        warmup_steps=int(cfg.warmup_ratio * total_steps),
         weight_decay=cfg.weight_decay,
-        lr_scheduler_type="cosine",
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        bf16=cfg.bf16,
-        seed=cfg.seed,
         train_sampling_strategy="group_by_length",
-        report_to="none",
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
     )
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=train,
+        train_dataset=datasets.Dataset.from_list(rows),
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
         processing_class=tok,
     )
-    trainer.train(resume_from_checkpoint=resume)
-    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
-        return out_dir
-    tok.padding_side = "left"
-    model.generation_config.pad_token_id = tok.pad_token_id
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    trainer.save_model(str(tmp))
-    tok.save_pretrained(str(tmp))
-    tmp.rename(out_dir)  # the directory appears whole, so "config.json exists" means finished
-    return out_dir
+
+    def save(tmp: Path, _metrics: dict) -> None:
+        tok.padding_side = "left"
+        model.generation_config.pad_token_id = tok.pad_token_id
+        trainer.save_model(str(tmp))
+        tok.save_pretrained(str(tmp))
+
+    return train_and_save(trainer, out_dir, save)  # "config.json exists" means finished

@@ -110,12 +110,12 @@ def train_critique(
 ) -> Path:
     """Stage 1: fine-tune ``cfg.init`` to write critiques; the model lands in ``out_dir``."""
     import datasets
-    import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer
 
     from prmkit.io import atomic_write_json
     from prmkit.models import load_causal_lm, load_tokenizer
-    from prmkit.policy.sft import last_checkpoint, tokenize_sft
+    from prmkit.policy.sft import tokenize_sft
+    from prmkit.training import train_and_save, training_args
 
     out_dir = Path(out_dir)
     if (out_dir / META).exists():
@@ -131,44 +131,25 @@ def train_critique(
     model = load_causal_lm(init, dtype="float32")
     rows, truncated = tokenize_sft(tok, pairs, cfg.max_length)
     print(f"critique: {len(rows)} examples, {skipped} solutions without a critique, {truncated} truncated")
-    ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
-        lr_scheduler_type="cosine",
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        bf16=cfg.bf16,
-        seed=cfg.seed,
-        report_to="none",
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
     trainer = Trainer(
         model=model,
-        args=args,
+        args=training_args(cfg, out_dir),
         train_dataset=datasets.Dataset.from_list(rows),
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
         processing_class=tok,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(ckpt_dir))
-    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
-        return out_dir
-    tok.padding_side = "left"
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    trainer.save_model(str(tmp))
-    tok.save_pretrained(str(tmp))
-    meta = {
-        "stage": "math-minos-1",
-        "marker": MARKER,
-        "init": init,
-        "examples": len(rows),
-        "skipped": skipped,
-    }
-    atomic_write_json(tmp / META, meta)
-    tmp.rename(out_dir)  # appears whole: "prmkit_critique.json exists" means finished
-    return out_dir
+
+    def save(tmp: Path, _metrics: dict) -> None:
+        tok.padding_side = "left"
+        trainer.save_model(str(tmp))
+        tok.save_pretrained(str(tmp))
+        meta = {
+            "stage": "math-minos-1",
+            "marker": MARKER,
+            "init": init,
+            "examples": len(rows),
+            "skipped": skipped,
+        }
+        atomic_write_json(tmp / META, meta)
+
+    return train_and_save(trainer, out_dir, save)  # "prmkit_critique.json exists" means finished

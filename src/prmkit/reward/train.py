@@ -27,6 +27,7 @@ from typing import Any
 
 from prmkit.models import STEP_TAG
 from prmkit.reward.model import KINDS, StepRewardModel, format_for_scoring, write_meta
+from prmkit.training import train_and_save, training_args
 from prmkit.types import Problem, StepLabels
 
 LABELS = ("hard", "soft")
@@ -183,10 +184,6 @@ def train_reward(
 ) -> Path:
     """Train a PRM/ORM from ``cfg.init`` (or ``default_init``); the model lands in ``out_dir``."""
     import datasets
-    import torch
-    from transformers import TrainingArguments
-
-    from prmkit.policy.sft import last_checkpoint
 
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
@@ -200,27 +197,8 @@ def train_reward(
         raise ValueError("reward: no supervised steps in the labels (all skipped or unlabelled?)")
     train_rows, eval_rows = _split(rows, cfg.eval_fraction, cfg.seed)
     print(f"reward: {len(train_rows)} training and {len(eval_rows)} held-out solutions ({cfg.kind})")
-    ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        lr_scheduler_type="cosine",
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps" if eval_rows else "no",
-        eval_steps=cfg.save_steps,
-        bf16=cfg.bf16,
-        seed=cfg.seed,
-        label_names=["labels"],
-        remove_unused_columns=False,
-        report_to="none",
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
+    args = training_args(
+        cfg, out_dir, evaluate=bool(eval_rows), label_names=["labels"], remove_unused_columns=False
     )
     trainer = make_trainer(
         rm.label_ids,
@@ -232,18 +210,14 @@ def train_reward(
         processing_class=rm.tokenizer,
         compute_metrics=step_metrics,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(ckpt_dir))
-    metrics = trainer.evaluate() if eval_rows else {}
-    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
-        return out_dir
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    trainer.save_model(str(tmp))
-    rm.tokenizer.save_pretrained(str(tmp))
-    write_meta(
-        tmp, {**rm.meta(), "label": cfg.label, "first_error_only": cfg.first_error_only, "eval": metrics}
-    )
-    tmp.rename(out_dir)  # appears whole: "config.json exists" means finished
-    return out_dir
+
+    def save(tmp: Path, metrics: dict) -> None:
+        trainer.save_model(str(tmp))
+        rm.tokenizer.save_pretrained(str(tmp))
+        extra = {"label": cfg.label, "first_error_only": cfg.first_error_only, "eval": metrics}
+        write_meta(tmp, {**rm.meta(), **extra})
+
+    return train_and_save(trainer, out_dir, save, evaluate=bool(eval_rows))  # "config.json exists": finished
 
 
 def make_trainer(label_ids: list[int], **kw: Any):

@@ -277,11 +277,10 @@ def train_value(
     """Train a value verifier from ``cfg.init`` (or ``default_init``); the model lands in ``out_dir``."""
     import datasets
     import torch
-    from transformers import TrainingArguments
 
     from prmkit.models import load_causal_lm, load_tokenizer
-    from prmkit.policy.sft import last_checkpoint
     from prmkit.reward.train import _split
+    from prmkit.training import train_and_save, training_args
 
     out_dir = Path(out_dir)
     if (out_dir / META_FILE).exists():
@@ -297,16 +296,9 @@ def train_value(
         raise ValueError("value: no graded solutions to train on (correct is null everywhere?)")
     train_rows, eval_rows = _split(rows, cfg.eval_fraction, cfg.seed)
     print(f"value: {len(train_rows)} training and {len(eval_rows)} held-out solutions (head={cfg.head})")
-    ckpt_dir = out_dir.parent / f"{out_dir.name}.checkpoints"
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, lr_scheduler_type="cosine",
-        logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, save_total_limit=2,
-        eval_strategy="steps" if eval_rows else "no", eval_steps=cfg.save_steps, bf16=cfg.bf16,
-        seed=cfg.seed, label_names=["value_targets"], remove_unused_columns=False, report_to="none",
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    args = training_args(
+        cfg, out_dir, evaluate=bool(eval_rows), label_names=["value_targets"], remove_unused_columns=False
+    )
     trainer = make_value_trainer(
         cfg.lm_coef,
         model=lm,
@@ -317,12 +309,15 @@ def train_value(
         processing_class=tok,
         compute_metrics=final_accuracy,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(ckpt_dir))
-    metrics = trainer.evaluate() if eval_rows else {}
-    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
-        return out_dir
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    extra = {"head": cfg.head, "lm_coef": cfg.lm_coef, "resid_dropout": cfg.resid_dropout, "eval": metrics}
-    ValueModel(lm.eval(), tok).save_pretrained(tmp, extra)
-    tmp.rename(out_dir)  # appears whole: "prmkit_reward.json exists" means finished
-    return out_dir
+
+    def save(tmp: Path, metrics: dict) -> None:
+        extra = {
+            "head": cfg.head,
+            "lm_coef": cfg.lm_coef,
+            "resid_dropout": cfg.resid_dropout,
+            "eval": metrics,
+        }
+        ValueModel(lm.eval(), tok).save_pretrained(tmp, extra)
+
+    # "prmkit_reward.json exists" means finished
+    return train_and_save(trainer, out_dir, save, evaluate=bool(eval_rows))

@@ -1,0 +1,72 @@
+"""What every training stage shares (generator SFT, PRM/ORM, value verifier, critique stage).
+
+Each stage builds its own examples, collator and loss; this module gives them one set of
+``transformers.TrainingArguments`` defaults, one checkpoint folder beside the output (``OUT.checkpoints``,
+resumed from its newest ``checkpoint-N``), and one way of finishing: rank 0 writes the model under a
+temporary name and renames it into place, so the output directory existing means the stage finished.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def checkpoint_dir(out_dir: Path) -> Path:
+    return out_dir.parent / f"{out_dir.name}.checkpoints"
+
+
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder the Trainer left, to resume from."""
+    if not ckpt_dir.is_dir():
+        return None
+    ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return str(max(ckpts, key=lambda p: int(p.name.split("-")[-1]))) if ckpts else None
+
+
+def training_args(cfg: Any, out_dir: Path, evaluate: bool = False, **overrides: Any):
+    """TrainingArguments from a stage config's common fields (epochs, max_steps, lr, batch_size,
+    logging_steps, save_steps, bf16, seed); held-out evaluation every ``save_steps`` when asked."""
+    import torch
+    from transformers import TrainingArguments
+
+    kw: dict[str, Any] = dict(
+        output_dir=str(checkpoint_dir(out_dir)),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        lr_scheduler_type="cosine",
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=cfg.save_steps,
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    kw.update(overrides)
+    return TrainingArguments(**kw)
+
+
+def train_and_save(
+    trainer: Any, out_dir: Path, save: Callable[[Path, dict], None], evaluate: bool = False
+) -> Path:
+    """Train (resuming from the last checkpoint), evaluate on every rank if asked, then let rank 0
+    ``save(tmp_dir, eval_metrics)`` and rename ``tmp_dir`` to ``out_dir``."""
+    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir(out_dir)))
+    metrics = trainer.evaluate() if evaluate else {}
+    if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
+        return out_dir
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    if tmp.exists():  # left by a run killed while saving
+        shutil.rmtree(tmp)
+    save(tmp, metrics)
+    tmp.rename(out_dir)
+    return out_dir
