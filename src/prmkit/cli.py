@@ -194,7 +194,7 @@ def export(
 
 
 eval_app = typer.Typer(
-    help="Evaluate a stage against the truth: annotation (more to come).", no_args_is_help=True
+    help="Evaluate a stage against the truth: annotation, verifier.", no_args_is_help=True
 )
 app.add_typer(eval_app, name="eval")
 
@@ -435,6 +435,32 @@ def score(
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(f"{len(todo)} solutions scored ({len(sols) - len(todo)} already done) -> {out}")
+
+
+@eval_app.command("verifier")
+def eval_verifier(
+    scores: Annotated[Path, typer.Option(help="scores.jsonl from prmkit score.")],
+    samples: Annotated[Path, typer.Option(help="The scored samples.jsonl.")],
+    problems: Annotated[str, typer.Option(help="The world problems: a run dir or a problems JSONL.")],
+    split: SplitOpt = "test",
+    threshold: Annotated[float, typer.Option(help="A step is judged good when its score is >= this.")] = 0.5,
+):
+    """A verifier against the world oracle: step accuracy, first-error F1, final-answer judgement accuracy."""
+    try:
+        from prmkit.data import load_problems
+        from prmkit.evaluate.verifier import verifier_quality
+        from prmkit.io import iter_jsonl, read_jsonl, require_fields
+        from prmkit.types import Solution
+
+        rows = {}
+        for lineno, r in iter_jsonl(scores):
+            require_fields(scores, lineno, r, "problem_id", "sample_id", "scores")
+            rows[(r["problem_id"], r["sample_id"])] = r["scores"]
+        probs = {p.id: p for p in load_problems("world", problems, split=split)}
+        result = verifier_quality(rows, read_jsonl(samples, Solution), probs, threshold)
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(result))
 
 
 @app.command()

@@ -1,0 +1,76 @@
+"""Verifier quality against the world's oracle: step accuracy, first-error F1, final-answer judgement.
+
+Given step scores (``scores.jsonl`` from ``prmkit score``) for sampled world solutions:
+
+- **step accuracy**: a step is predicted good when its score is >= ``threshold``; truth is the
+  oracle's first-error convention (steps before the first wrong step are good, the rest bad);
+- **first-error F1** (ProcessBench's metric): the predicted first error is the first step scored below
+  the threshold (-1 if none); accuracy on erroneous solutions (prediction == oracle's first error),
+  accuracy on correct ones (prediction == -1), and their harmonic mean;
+- **final-answer judgement** (Math-Minos' meta-evaluation): the solution is judged right when its last
+  step's score is >= ``threshold``; accuracy against the graded answer. For an ORM or a value verifier
+  this is the number that matters, independent of any best-of-N selection.
+
+Steps scored ``nan`` (cut by the context length) count as predicted bad.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prmkit.types import Problem, Solution
+from prmkit.world import judge
+
+
+def first_below(scores: list[float], threshold: float) -> int:
+    """Index of the first step scored below ``threshold`` (nan counts as below), or -1.
+
+    >>> first_below([0.9, 0.7, 0.2, 0.8], 0.5), first_below([0.9, 0.6], 0.5), first_below([0.9, float("nan")], 0.5)
+    (2, -1, 1)
+    """
+    return next((i for i, s in enumerate(scores) if math.isnan(s) or s < threshold), -1)
+
+
+def first_error_f1(pred: list[int], truth: list[int]) -> dict[str, float]:
+    """ProcessBench: accuracy on erroneous samples (truth >= 0), on correct ones (truth == -1), and F1.
+
+    >>> first_error_f1([2, -1, 0, -1], [2, -1, 1, 0])
+    {'error_acc': 0.3333333333333333, 'correct_acc': 1.0, 'f1': 0.5}
+    """
+    err = [p == t for p, t in zip(pred, truth, strict=True) if t >= 0]
+    ok = [p == -1 for p, t in zip(pred, truth, strict=True) if t < 0]
+    if not err or not ok:
+        raise ValueError("first-error F1 needs both erroneous and correct solutions")
+    e, c = sum(err) / len(err), sum(ok) / len(ok)
+    return {"error_acc": e, "correct_acc": c, "f1": 0.0 if e + c == 0 else 2 * e * c / (e + c)}
+
+
+def verifier_quality(
+    scores: dict[tuple[str, int], list[float]],
+    solutions: list[Solution],
+    problems: dict[str, Problem],
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """The metrics of the module docstring over the solutions that have scores."""
+    agree = total = judged = 0
+    pred_first, true_first = [], []
+    for s in solutions:
+        row = scores.get((s.problem_id, s.sample_id))
+        if row is None:
+            continue
+        if len(row) != len(s.steps):
+            raise ValueError(f"{s.problem_id}/{s.sample_id}: {len(row)} scores for {len(s.steps)} steps")
+        first = judge(problems[s.problem_id], s.steps).first_error
+        for i, sc in enumerate(row):
+            good = not math.isnan(sc) and sc >= threshold
+            agree += good == (first < 0 or i < first)
+            total += 1
+        pred_first.append(first_below(row, threshold))
+        true_first.append(first)
+        judged += (not math.isnan(row[-1]) and row[-1] >= threshold) == bool(s.correct)
+    if not true_first:
+        raise ValueError("no scored solutions match the samples")
+    out = {"solutions": len(true_first), "steps": total, "step_accuracy": agree / total}
+    out |= first_error_f1(pred_first, true_first)
+    out["final_judgement_accuracy"] = judged / len(true_first)
+    return out

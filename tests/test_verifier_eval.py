@@ -1,0 +1,74 @@
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from prmkit.cli import app
+from prmkit.evaluate.verifier import first_below, first_error_f1, verifier_quality
+from prmkit.io import write_jsonl
+from prmkit.sample import make_solution
+from prmkit.steps import join_steps
+from prmkit.world import WorldConfig, corrupt, generate_split
+
+
+def test_first_error_f1_by_hand():
+    m = first_error_f1([1, 3, -1, -1, 2], [1, 2, -1, -1, -1])
+    # erroneous: 2 samples, 1 right; correct: 3 samples, 2 predicted -1
+    assert m["error_acc"] == 0.5 and m["correct_acc"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    with pytest.raises(ValueError, match="both erroneous and correct"):
+        first_error_f1([0], [0])
+
+
+def test_first_below():
+    assert first_below([], 0.5) == -1 and first_below([0.5, 0.49], 0.5) == 1
+
+
+def _pool():
+    """Two reference solutions and two with an injected calculation error, with the injected index."""
+    problems = generate_split(WorldConfig(n_train=20), "train")[:4]
+    sols, firsts = [], []
+    for i, p in enumerate(problems):
+        steps, first = (
+            (p.solution.split("\n"), -1) if i % 2 == 0 else corrupt(p, "calculation", random.Random(i))
+        )
+        sols.append(make_solution(p, 0, join_steps(steps)))
+        firsts.append(first)
+    return problems, sols, firsts
+
+
+def test_verifier_quality_by_hand(tmp_path):
+    problems, sols, firsts = _pool()
+    by_id = {p.id: p for p in problems}
+    # a perfect verifier: 1 before the injected error, 0 from it on
+    perfect = {}
+    for s, first in zip(sols, firsts, strict=True):
+        end = len(s.steps) if first < 0 else first
+        perfect[(s.problem_id, 0)] = [1.0 if i < end else 0.0 for i in range(len(s.steps))]
+    m = verifier_quality(perfect, sols, by_id)
+    assert m["step_accuracy"] == 1.0 and m["f1"] == 1.0 and m["final_judgement_accuracy"] == 1.0
+    # a verifier that calls every step good: all correct samples right, all erroneous ones wrong
+    m = verifier_quality({k: [0.9] * len(v) for k, v in perfect.items()}, sols, by_id)
+    assert m["correct_acc"] == 1.0 and m["error_acc"] == 0.0 and m["f1"] == 0.0
+    assert m["final_judgement_accuracy"] == 0.5
+    write_jsonl(tmp_path / "p.jsonl", problems)
+    write_jsonl(tmp_path / "s.jsonl", sols)
+    write_jsonl(
+        tmp_path / "scores.jsonl",
+        [{"problem_id": k[0], "sample_id": k[1], "scores": v} for k, v in perfect.items()],
+    )
+    args = [
+        "eval",
+        "verifier",
+        "--scores",
+        str(tmp_path / "scores.jsonl"),
+        "--samples",
+        str(tmp_path / "s.jsonl"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--problems", str(tmp_path / "p.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["f1"] == 1.0
+    (tmp_path / "scores.jsonl").write_text('{"problem_id": "x", "sample_id": 0}\n')
+    result = CliRunner().invoke(app, [*args, "--problems", str(tmp_path / "p.jsonl")])
+    assert result.exit_code == 2 and "scores.jsonl:1: missing field 'scores'" in result.output
