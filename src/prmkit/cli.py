@@ -193,9 +193,7 @@ def export(
     typer.echo(f"{n} labelled solutions -> {out}")
 
 
-eval_app = typer.Typer(
-    help="Evaluate a stage against the truth: annotation, verifier.", no_args_is_help=True
-)
+eval_app = typer.Typer(help="Evaluate a stage against the truth: annotation, verifier.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
 
