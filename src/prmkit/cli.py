@@ -461,6 +461,31 @@ def eval_verifier(
     typer.echo(json.dumps(result))
 
 
+@app.command("import")
+def import_labels(
+    fmt: Annotated[str, typer.Argument(help="prm800k (stepwise rows) or math-shepherd (ки-tagged).")],
+    input: Annotated[Path, typer.Option(help="The file to import (JSONL, or Parquet for prm800k).")],
+    out_dir: Annotated[Path, typer.Option(help="Where problems.jsonl and labels.jsonl go.")],
+    neutral: Annotated[
+        str, typer.Option(help="prm800k: a neutral (0) rating is positive, negative or skip.")
+    ] = "positive",
+):
+    """Turn step labels from elsewhere into prmkit's problems.jsonl + labels.jsonl, ready for
+    `prmkit train prm --labels OUT/labels.jsonl --problems OUT/problems.jsonl --source problems`."""
+    try:
+        from prmkit.data import IMPORTERS
+        from prmkit.io import write_jsonl
+
+        if fmt not in IMPORTERS:
+            raise ValueError(f"unknown import format {fmt!r}; valid: {', '.join(IMPORTERS)}")
+        problems, labels = IMPORTERS[fmt](input, neutral=neutral)
+        write_jsonl(out_dir / "problems.jsonl", problems)
+        write_jsonl(out_dir / "labels.jsonl", labels)
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(f"{len(problems)} problems, {len(labels)} labelled solutions -> {out_dir}")
+
+
 @app.command()
 def demo(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML.")] = Path("recipes/world.yaml"),

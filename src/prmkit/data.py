@@ -122,18 +122,24 @@ def load_world(path: str, split: str = "test") -> list[Problem]:
     return read_jsonl(p, Problem)
 
 
+def load_records(path: str, split: str = "test") -> list[Problem]:
+    """A JSONL of prmkit ``Problem`` records (what ``prmkit import`` and the world write)."""
+    return read_jsonl(path, Problem)
+
+
 LOADERS: dict[str, Callable[..., list[Problem]]] = {
     "gsm8k": load_gsm8k,
     "math500": load_math500,
     "world": load_world,
     "jsonl": load_jsonl,
+    "problems": load_records,
 }
 
 
 def load_problems(
     source: str, path: str, split: str = "test", limit: int | None = None, **kw: Any
 ) -> list[Problem]:
-    """Problems from a named source ("gsm8k", "math500", "world", "jsonl") at a path or hub id."""
+    """Problems from a named source ("gsm8k", "math500", "world", "jsonl", "problems") at a path or hub id."""
     if source not in LOADERS:
         raise ValueError(f"unknown problem source {source!r}; valid: {', '.join(LOADERS)}")
     problems = LOADERS[source](path, split=split, **kw)
@@ -234,3 +240,69 @@ def export_labels(
 
         datasets.Dataset.from_list(rows).save_to_disk(str(out))
     return len(rows)
+
+
+# ---- PRM800K human step labels (the stepwise-critic form: one row per rated step) ----
+
+NEUTRAL_RULES = {"positive": 1, "negative": 0, "skip": None}
+
+
+def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[list[Problem], list]:
+    """PRM800K phase-1 rows ``{instruction, responses, next_response, rating, ...}`` as problems and
+    one StepLabels per row: its previous steps (context, unlabelled) and its new step labelled by the
+    row's rating (1 -> 1, -1 -> 0, 0 -> ``neutral``: "positive", "negative" or "skip"; unrated -> None).
+    One label per row keeps each human rating supervised once, however many rows share a prefix.
+    Reads JSONL or Parquet. The gold answer is not in these rows, so ``Problem.answer`` is empty: the
+    records serve reward-model training, not grading.
+    """
+    import hashlib
+
+    from prmkit.types import StepLabels
+
+    if neutral not in NEUTRAL_RULES:
+        raise ValueError(f"neutral rule {neutral!r}; valid: {', '.join(NEUTRAL_RULES)}")
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = list(enumerate(pq.read_table(path).to_pylist(), start=1))
+    else:
+        rows = list(iter_jsonl(path))
+    mapping = {1: 1, -1: 0, 0: NEUTRAL_RULES[neutral], None: None}
+    problems: dict[str, Problem] = {}
+    labels = []
+    for lineno, r in rows:
+        require_fields(path, lineno, r, "instruction", "responses", "next_response", "rating")
+        if r["rating"] not in mapping:
+            raise DataError(path, lineno, f"rating {r['rating']!r} is not 1, 0, -1 or null", "rating")
+        q = r["instruction"]
+        pid = "prm800k-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="prm800k", kind="math"))
+        steps = [*r["responses"], r["next_response"]]
+        label = mapping[r["rating"]]
+        hard = [None] * (len(steps) - 1) + [label]
+        soft = [None] * (len(steps) - 1) + [None if label is None else float(label)]
+        meta = {"rating": r["rating"], "is_solution": bool(r.get("is_solution"))}
+        labels.append(StepLabels(pid, lineno, steps, hard, soft, source="prm800k", meta=meta))
+    return list(problems.values()), labels
+
+
+def import_math_shepherd(path: str | Path, **_: object) -> tuple[list[Problem], list]:
+    """A Math-Shepherd file as problems (no gold answer) and hard/soft StepLabels from its +/- marks."""
+    import hashlib
+
+    from prmkit.types import StepLabels
+
+    problems: dict[str, Problem] = {}
+    labels = []
+    for i, (q, steps, marks) in enumerate(load_math_shepherd(path)):
+        pid = "ms-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="math-shepherd"))
+        labels.append(StepLabels(pid, i, steps, marks, [float(m) for m in marks], source="math-shepherd"))
+    return list(problems.values()), labels
+
+
+IMPORTERS: dict[str, Callable[..., tuple[list[Problem], list]]] = {
+    "prm800k": load_prm800k_steps,
+    "math-shepherd": import_math_shepherd,
+}
