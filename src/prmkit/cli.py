@@ -244,12 +244,13 @@ def _train_reward(
     out: Path,
     recipe: Path | None,
     set_: list[str] | None,
+    prm_scores: Path | None = None,
 ) -> None:
     try:
         from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl
-        from prmkit.reward.train import RewardConfig, train_reward
+        from prmkit.reward.train import RewardConfig, prm_supervised, train_reward
         from prmkit.types import StepLabels
 
         values = {**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}
@@ -257,7 +258,10 @@ def _train_reward(
             values["init"] = init
         cfg = build(RewardConfig, values, "reward")
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        path = train_reward(cfg, read_jsonl(labels, StepLabels), probs, out)
+        records = read_jsonl(labels, StepLabels)
+        if prm_scores is not None:
+            records = prm_supervised(records, read_jsonl(prm_scores))
+        path = train_reward(cfg, records, probs, out)
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(f"{kind} -> {path}")
@@ -301,9 +305,18 @@ def train_orm(
     split: SplitOpt = "train",
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
+    prm_scores: Annotated[
+        Path | None,
+        typer.Option(
+            help="scores.jsonl of a PRM: its solution score (min over steps) becomes the soft target."
+        ),
+    ] = None,
 ):
-    """Train an outcome reward model: one target (the solution's correctness) at the last step tag."""
-    _train_reward("orm", labels, problems, source, split, init, out, recipe, set_)
+    """Train an outcome reward model: one target (the solution's correctness) at the last step tag.
+
+    With --prm-scores the target is a PRM's judgement instead of the graded answer (Lightman et al.'s
+    ORM supervised by a large PRM)."""
+    _train_reward("orm", labels, problems, source, split, init, out, recipe, set_, prm_scores)
 
 
 SamplesOpt = Annotated[Path, typer.Option(help="samples.jsonl of graded solutions (Solution.correct).")]
