@@ -72,3 +72,31 @@ def test_verifier_quality_by_hand(tmp_path):
     (tmp_path / "scores.jsonl").write_text('{"problem_id": "x", "sample_id": 0}\n')
     result = CliRunner().invoke(app, [*args, "--problems", str(tmp_path / "p.jsonl")])
     assert result.exit_code == 2 and "scores.jsonl:1: missing field 'scores'" in result.output
+
+
+def test_data_quantity_curve_trains_nested_subsets(tmp_path):
+    from prmkit.evaluate.verifier import data_quantity_curve
+    from prmkit.models import new_model, train_tokenizer
+    from prmkit.types import StepLabels
+
+    problems, sols, firsts = _pool()
+    labels = [
+        StepLabels(
+            s.problem_id, 0, s.steps, h, [float(x) for x in h], meta={"final_correct": bool(s.correct)}
+        )
+        for s, f in zip(sols, firsts, strict=True)
+        for h in [[int(f < 0 or i < f) for i in range(len(s.steps))]]
+    ]
+    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems] + ["+ -"], vocab_size=320)
+    new_model(tok, "test").save_pretrained(tmp_path / "init")
+    tok.save_pretrained(tmp_path / "init")
+    by_id = {p.id: p for p in problems}
+    rows = data_quantity_curve(
+        labels, by_id, sols, by_id, str(tmp_path / "init"), tmp_path / "curve", fractions=(0.5, 1.0),
+        overrides={"max_steps": 1, "batch_size": 2, "eval_fraction": 0.0},
+    )  # fmt: skip
+    assert [(r["kind"], r["fraction"], r["labelled_solutions"]) for r in rows] == [
+        ("prm", 0.5, 2), ("orm", 0.5, 2), ("prm", 1.0, 4), ("orm", 1.0, 4)
+    ]  # fmt: skip
+    assert all(0 <= r["best_of_n"] <= 1 and 0 <= r["step_accuracy"] <= 1 for r in rows)
+    assert (tmp_path / "curve" / "orm-0.5" / "prmkit_reward.json").exists()

@@ -474,6 +474,54 @@ def eval_verifier(
     typer.echo(json.dumps(result))
 
 
+@eval_app.command("verifier-curve")
+def eval_verifier_curve(
+    labels: Annotated[Path, typer.Option(help="labels.jsonl of the training problems.")],
+    problems: Annotated[str, typer.Option(help="The world run dir (train and test splits).")],
+    samples: Annotated[Path, typer.Option(help="Test samples.jsonl to score.")],
+    init: Annotated[str, typer.Option(help="Model the verifiers start from (usually the generator).")],
+    out_dir: Annotated[Path, typer.Option(help="Where the models and verifier_curve.{json,md} go.")],
+    fractions: Annotated[
+        str, typer.Option(help="Comma-separated fractions of the labelled problems.")
+    ] = "0.25,0.5,1",
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """PRM vs ORM trained on growing fractions of the labels, measured on the test pool against the oracle
+    (step accuracy, first-error F1, final-answer judgement, best-of-N by min score)."""
+    try:
+        from prmkit.data import load_problems
+        from prmkit.evaluate.verifier import data_quantity_curve
+        from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
+        from prmkit.types import Solution, StepLabels
+
+        overrides = {
+            k: v for k, v in (_recipe(recipe, set_).get("reward") or {}).items() if k not in ("kind", "init")
+        }
+        rows = data_quantity_curve(
+            read_jsonl(labels, StepLabels),
+            {p.id: p for p in load_problems("world", problems, split="train")},
+            read_jsonl(samples, Solution),
+            {p.id: p for p in load_problems("world", problems, split="test")},
+            init,
+            out_dir,
+            tuple(float(f) for f in fractions.split(",")),
+            overrides=overrides,
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "verifier_curve.json", rows)
+        head = "| kind | fraction | labelled | step acc | first-error F1 | final judgement | best-of-N |"
+        lines = [head, "|---|---|---|---|---|---|---|"] + [
+            f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {r['step_accuracy']:.1%} | "
+            f"{r['f1']:.3f} | {r['final_judgement_accuracy']:.1%} | {r['best_of_n']:.1%} |"
+            for r in rows
+        ]
+        atomic_write_text(out_dir / "verifier_curve.md", "\n".join(lines) + "\n")
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo("\n".join(lines))
+
+
 @app.command("import")
 def import_labels(
     fmt: Annotated[str, typer.Argument(help="prm800k (stepwise rows) or math-shepherd (ки-tagged).")],

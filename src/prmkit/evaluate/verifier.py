@@ -74,3 +74,59 @@ def verifier_quality(
     out |= first_error_f1(pred_first, true_first)
     out["final_judgement_accuracy"] = judged / len(true_first)
     return out
+
+
+def data_quantity_curve(
+    labels: list,
+    problems: dict[str, Problem],
+    test_solutions: list[Solution],
+    test_problems: dict[str, Problem],
+    init: str,
+    out_dir,
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
+    kinds: tuple[str, ...] = ("prm", "orm"),
+    overrides: dict | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """Train each verifier kind on growing fractions of the labelled *problems* (nested subsets, the
+    same for every kind) and measure it on the test pool: the PRM-vs-ORM data-efficiency comparison
+    of Lightman et al. Models land in ``out_dir/{kind}-{fraction}`` (a rerun reuses them)."""
+    import random
+    from pathlib import Path
+
+    from prmkit.reward.model import StepRewardModel
+    from prmkit.reward.train import RewardConfig, train_reward
+
+    pids = sorted({r.problem_id for r in labels})
+    random.Random(seed).shuffle(pids)
+    qs = [test_problems[s.problem_id].question for s in test_solutions]
+    rows = []
+    for frac in fractions:
+        keep = set(pids[: max(1, round(frac * len(pids)))])
+        subset = [r for r in labels if r.problem_id in keep]
+        for kind in kinds:
+            cfg = RewardConfig(kind=kind, init=init, seed=seed, **(overrides or {}))
+            path = train_reward(cfg, subset, problems, Path(out_dir) / f"{kind}-{frac:g}")
+            rm = StepRewardModel.from_pretrained(path, device="cpu")
+            scored = rm.score(qs, [s.steps for s in test_solutions], batch_size=32)
+            scores = {(s.problem_id, s.sample_id): row for s, row in zip(test_solutions, scored, strict=True)}
+            m = verifier_quality(scores, test_solutions, test_problems)
+            m |= {
+                "kind": kind,
+                "fraction": frac,
+                "labelled_solutions": len(subset),
+                "best_of_n": best_of_n(scores, test_solutions),
+            }
+            rows.append(m)
+    return rows
+
+
+def best_of_n(scores: dict[tuple[str, int], list[float]], solutions: list[Solution]) -> float:
+    """Accuracy of picking, per problem, the solution with the highest min step score (all its samples)."""
+    best: dict[str, tuple[float, bool]] = {}
+    for s in solutions:
+        row = scores[(s.problem_id, s.sample_id)]
+        key = min((x for x in row if not math.isnan(x)), default=0.0)
+        if s.problem_id not in best or key > best[s.problem_id][0]:
+            best[s.problem_id] = (key, bool(s.correct))
+    return sum(c for _, c in best.values()) / len(best)
