@@ -95,3 +95,17 @@ def test_demo_quick_smoke_and_resume(tmp_path):
     # a different recipe in the same run dir is refused
     result = runner.invoke(app, [*args, "--set", "sample.n=8"])
     assert result.exit_code == 2 and "different recipe" in result.output
+
+
+def test_verifiers_start_from_the_run_directorys_generator(tmp_path):
+    from prmkit.cli import _with_init
+
+    (tmp_path / "generator").mkdir()
+    (tmp_path / "generator" / "config.json").write_text("{}")
+    assert _with_init({}, None, str(tmp_path))["init"] == str(tmp_path / "generator")
+    assert _with_init({"init": "recipe-model"}, None, str(tmp_path))["init"] == "recipe-model"
+    assert (
+        _with_init({"init": "recipe-model"}, "Qwen/Qwen2.5-Math-1.5B", str(tmp_path))["init"]
+        == "Qwen/Qwen2.5-Math-1.5B"
+    )
+    assert "init" not in _with_init({}, None, str(tmp_path / "problems.jsonl"))

@@ -234,6 +234,16 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 
 
+def _with_init(values: dict, init: str | None, problems: str) -> dict:
+    """The model a verifier starts from: --init, else the recipe's, else the run directory's generator
+    (the papers initialise verifiers from the generator's base model)."""
+    if init:  # the command line wins over the recipe
+        values["init"] = init
+    elif not values.get("init") and (Path(problems) / "generator" / "config.json").exists():
+        values["init"] = str(Path(problems) / "generator")
+    return values
+
+
 def _train_reward(
     kind: str,
     labels: Path,
@@ -253,9 +263,7 @@ def _train_reward(
         from prmkit.reward.train import RewardConfig, prm_supervised, train_reward
         from prmkit.types import StepLabels
 
-        values = {**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}
-        if init:  # the command line wins over the recipe
-            values["init"] = init
+        values = _with_init({**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}, init, problems)
         cfg = build(RewardConfig, values, "reward")
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         records = read_jsonl(labels, StepLabels)
@@ -270,7 +278,7 @@ def _train_reward(
 LabelsOpt = Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate (StepLabels).")]
 InitOpt = Annotated[
     str | None,
-    typer.Option(help="Model to start from (usually the generator); overrides reward.init."),
+    typer.Option(help="Model to start from; default: reward.init, else the run directory's generator."),
 ]
 RewardOutOpt = Annotated[Path, typer.Option(help="Output model directory (resumes from checkpoints).")]
 ProblemsOpt = Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")]
@@ -345,9 +353,7 @@ def train_value_cmd(
         from prmkit.reward.value import ValueConfig, train_value
         from prmkit.types import Solution
 
-        values = dict(_recipe(recipe, set_).get("value") or {})
-        if init:
-            values["init"] = init
+        values = _with_init(dict(_recipe(recipe, set_).get("value") or {}), init, problems)
         cfg = build(ValueConfig, values, "value")
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         path = train_value(cfg, read_jsonl(samples, Solution), probs, out)
@@ -383,9 +389,7 @@ def train_critique_cmd(
         from prmkit.reward.critique import CritiqueConfig, load_critiques, train_critique
         from prmkit.types import Solution
 
-        values = dict(_recipe(recipe, set_).get("critique") or {})
-        if init:
-            values["init"] = init
+        values = _with_init(dict(_recipe(recipe, set_).get("critique") or {}), init, problems)
         cfg = build(CritiqueConfig, values, "critique")
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         given = load_critiques(critiques) if critiques else None
