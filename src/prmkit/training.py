@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any
 
 
+def check_training(cfg: Any, stage: str) -> None:
+    """Validate the fields every training config shares (``__post_init__`` of each stage's config)."""
+    if cfg.epochs <= 0 and cfg.max_steps <= 0:
+        raise ValueError(f"{stage}: set epochs > 0 or max_steps > 0")
+    if cfg.lr <= 0 or cfg.batch_size < 1 or cfg.max_length < 8 or cfg.save_steps < 1:
+        raise ValueError(f"{stage}: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
+    if not 0 <= getattr(cfg, "eval_fraction", 0) < 1:
+        raise ValueError(f"{stage}.eval_fraction must be in [0, 1)")
+
+
 def checkpoint_dir(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.models import format_prompt
-from prmkit.training import checkpoint_dir, last_checkpoint, train_and_save, training_args
+from prmkit.training import check_training, checkpoint_dir, last_checkpoint, train_and_save, training_args
 from prmkit.types import Problem
 
 SCRATCH = "scratch:"
@@ -43,10 +43,9 @@ class SFTConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("sft: set epochs > 0 or max_steps > 0")
-        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("sft: lr must be > 0, batch_size and grad_accum >= 1")
+        check_training(self, "sft")
+        if self.grad_accum < 1:
+            raise ValueError("sft: grad_accum must be >= 1")
         if self.model.startswith(SCRATCH):
             from prmkit.models import MODEL_SIZES
 

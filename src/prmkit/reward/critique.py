@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.models import format_prompt
+from prmkit.training import check_training
 from prmkit.types import Problem, Solution
 
 MARKER = "\nCritique:\n"
@@ -45,10 +46,7 @@ class CritiqueConfig:
     bf16: bool = False
 
     def __post_init__(self):
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("critique: set epochs > 0 or max_steps > 0")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.save_steps < 1:
-            raise ValueError("critique: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
+        check_training(self, "critique")
 
 
 def critique_prompt(question: str, steps: list[str]) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from prmkit.models import STEP_TAG
 from prmkit.reward.model import KINDS, StepRewardModel, format_for_scoring, write_meta
-from prmkit.training import train_and_save, training_args
+from prmkit.training import check_training, train_and_save, training_args
 from prmkit.types import Problem, StepLabels
 
 LABELS = ("hard", "soft")
@@ -55,12 +55,7 @@ class RewardConfig:
             raise ValueError(f"reward.kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
         if self.label not in LABELS:
             raise ValueError(f"reward.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("reward: set epochs > 0 or max_steps > 0")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.save_steps < 1:
-            raise ValueError("reward: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError("reward.eval_fraction must be in [0, 1)")
+        check_training(self, "reward")
 
 
 def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from prmkit.models import format_prompt
 from prmkit.reward.model import META_FILE, write_meta
+from prmkit.training import check_training
 from prmkit.types import Problem, Solution, StepLabels
 
 HEADS = ("token", "last")
@@ -64,12 +65,7 @@ class ValueConfig:
             raise ValueError(f"value.head: unknown {self.head!r}; valid: {', '.join(HEADS)}")
         if self.lm_coef < 0 or not 0 <= self.resid_dropout < 1:
             raise ValueError("value: lm_coef must be >= 0 and resid_dropout in [0, 1)")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("value: set epochs > 0 or max_steps > 0")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_length < 8 or self.save_steps < 1:
-            raise ValueError("value: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError("value.eval_fraction must be in [0, 1)")
+        check_training(self, "value")
 
 
 def encode_steps(tokenizer, question: str, steps: list[str]) -> tuple[list[int], int, list[int]]:
