@@ -193,7 +193,9 @@ def export(
     typer.echo(f"{n} labelled solutions -> {out}")
 
 
-eval_app = typer.Typer(help="Evaluate a stage against the truth: annotation, verifier.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate a stage against the truth: annotation, verifier, best-of-N.", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 
 
@@ -524,6 +526,53 @@ def eval_verifier_curve(
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo("\n".join(lines))
+
+
+@eval_app.command("bon")
+def eval_bon(
+    samples: Annotated[Path, typer.Option(help="samples.jsonl: the pool, N_max samples per problem.")],
+    problems: Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")],
+    out_dir: Annotated[Path, typer.Option(help="Where bon.{json,md,png} go.")],
+    scores: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=scores.jsonl of a verifier (repeatable), e.g. prm=runs/w/scores_prm.jsonl."),
+    ] = None,
+    aggregations: Annotated[
+        str, typer.Option(help="Step-score aggregations for best-of-N: min,prod,last,mean.")
+    ] = "min",
+    source: SourceOpt = "world",
+    split: SplitOpt = "test",
+    groups: Annotated[int, typer.Option(help="Resampled draws per N (the papers use 3).")] = 3,
+    top_k: Annotated[int, typer.Option(help="K of top-K voting.")] = 3,
+):
+    """Best-of-N curves: majority voting, best-of-N and weighted self-consistency per verifier, top-K
+    voting, and pass@N, for N = 1, 2, 4, ... N_max, averaged over resampled draws with 95 % intervals."""
+    try:
+        from prmkit.data import load_problems
+        from prmkit.evaluate.bon import bon_report, plot_bon
+        from prmkit.io import atomic_write_json, atomic_write_text, iter_jsonl, read_jsonl, require_fields
+        from prmkit.types import Solution
+
+        probs = {p.id: p for p in load_problems(source, problems, split=split)}
+        tables: dict[str, dict] = {}
+        for item in scores or []:
+            name, sep, path = item.partition("=")
+            if not sep:
+                raise ValueError(f"--scores {item!r}: expected NAME=PATH")
+            tables[name] = {}
+            for lineno, r in iter_jsonl(path):
+                require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
+                tables[name][(r["problem_id"], r["sample_id"])] = r["scores"]
+        rows, table = bon_report(
+            read_jsonl(samples, Solution), probs, tables, aggregations.split(","), groups=groups, top_k=top_k
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "bon.json", rows)
+        atomic_write_text(out_dir / "bon.md", table + "\n")
+        plot_bon(rows, out_dir / "bon.png")
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(table)
 
 
 @app.command("import")

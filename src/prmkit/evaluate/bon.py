@@ -1,0 +1,135 @@
+"""Best-of-N curves: accuracy of each selection strategy as N grows, from one pool of samples per problem.
+
+For N in 1, 2, 4, ... N_max and each of ``groups`` resampled draws (the papers use 3), every problem's
+N candidates are drawn from its pool *without replacement* (seeded; the same draw for every strategy,
+so strategies are compared on identical candidates). Accuracy is averaged over draws and problems.
+The 95 % interval is over problems: 1.96 x the standard error of the per-problem accuracy averaged over
+the draws, which is what varies from one benchmark set to another. ``bon.png`` has one line per
+strategy with its interval as a band.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from prmkit.types import Problem, Solution
+from prmkit.verify import Candidate, select
+
+
+def n_values(n_max: int) -> list[int]:
+    """1, 2, 4, ... up to ``n_max`` (``n_max`` itself included).
+
+    >>> n_values(16), n_values(12)
+    ([1, 2, 4, 8, 16], [1, 2, 4, 8, 12])
+    """
+    out, n = [], 1
+    while n < n_max:
+        out.append(n)
+        n *= 2
+    return out + [n_max]
+
+
+def bon_curves(
+    pools: dict[str, list[Candidate]],
+    kind: str,
+    strategies: dict[str, tuple[str, str]],
+    groups: int = 3,
+    seed: int = 0,
+    k: int = 3,
+) -> list[dict]:
+    """Rows ``{strategy, n, accuracy, ci95}``. ``strategies`` maps a display name to (selection strategy,
+    aggregation), e.g. ``{"PRM (min)": ("best_of_n", "min"), "majority": ("majority", "min")}``."""
+    if not pools:
+        raise ValueError("bon: no problems")
+    empty = [pid for pid, c in pools.items() if not c]
+    if empty:
+        raise ValueError(f"bon: problem {empty[0]} has an empty pool ({len(empty)} such problems)")
+    n_max = min(len(c) for c in pools.values())
+    rows = []
+    for n in n_values(n_max):
+        draws = []  # per group: {pid: indices}
+        for g in range(groups):
+            rng = random.Random(f"{seed}-{n}-{g}")
+            draws.append({pid: rng.sample(range(len(c)), n) for pid, c in sorted(pools.items())})
+        for name, (strategy, how) in strategies.items():
+            per_problem = []
+            for pid, cands in pools.items():
+                hits = [select([cands[i] for i in d[pid]], strategy, kind, how, k) for d in draws]
+                per_problem.append(sum(hits) / len(hits))
+            mean = sum(per_problem) / len(per_problem)
+            var = sum((x - mean) ** 2 for x in per_problem) / max(1, len(per_problem) - 1)
+            rows.append(
+                {"strategy": name, "n": n, "accuracy": mean, "ci95": 1.96 * math.sqrt(var / len(per_problem))}
+            )
+    return rows
+
+
+def bon_report(
+    solutions: list[Solution],
+    problems: dict[str, Problem],
+    scores: dict[str, dict[tuple[str, int], list[float]]],
+    aggregations: list[str],
+    groups: int = 3,
+    top_k: int = 3,
+) -> tuple[list[dict], str]:
+    """Curves for majority voting, pass@N and, per verifier in ``scores`` (name -> step scores by
+    (problem_id, sample_id)): best-of-N for each aggregation, weighted SC and top-K voting with the
+    first. Returns the rows and a markdown table (accuracy +- 95 % interval per N)."""
+    strategies = {"majority": ("majority", "", "min"), "pass@N": ("pass", "", "min")}
+    for name in scores:
+        for how in aggregations:
+            strategies[f"{name} best-of-N ({how})"] = ("best_of_n", name, how)
+        strategies[f"{name} weighted SC ({aggregations[0]})"] = ("weighted_sc", name, aggregations[0])
+        strategies[f"{name} top-{top_k} voting ({aggregations[0]})"] = ("top_k", name, aggregations[0])
+    kinds = {problems[s.problem_id].kind for s in solutions if s.problem_id in problems}
+    if len(kinds) > 1:
+        raise ValueError(f"bon: the samples mix answer kinds {sorted(kinds)}; evaluate them separately")
+    kind = kinds.pop() if kinds else "gsm8k"
+    rows = []
+    for label, (strategy, name, how) in strategies.items():
+        pool: dict[str, list[Candidate]] = {}
+        for s in solutions:
+            if s.problem_id not in problems:
+                raise ValueError(f"bon: problem {s.problem_id} is not among the given problems")
+            row = scores[name].get((s.problem_id, s.sample_id)) if name else []
+            if row is None:
+                raise ValueError(f"bon: {name} has no scores for {s.problem_id}/{s.sample_id}")
+            pool.setdefault(s.problem_id, []).append(Candidate(s.answer, bool(s.correct), row))
+        rows += bon_curves(pool, kind, {label: (strategy, how)}, groups, k=top_k)
+    ns = sorted({r["n"] for r in rows})
+    lines = ["| strategy | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    for label in strategies:
+        cells = {r["n"]: r for r in rows if r["strategy"] == label}
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{cells[n]['accuracy']:.1%} ± {cells[n]['ci95']:.1%}" for n in ns)
+            + " |"
+        )
+    return rows, "\n".join(lines)
+
+
+def plot_bon(rows: list[dict], path: str | Path, title: str = "best-of-N") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name in dict.fromkeys(r["strategy"] for r in rows):
+        pts = [r for r in rows if r["strategy"] == name]
+        ns = [r["n"] for r in pts]
+        acc = [r["accuracy"] for r in pts]
+        ax.plot(ns, acc, marker="o", label=name)
+        ax.fill_between(ns, [a - r["ci95"] for a, r in zip(acc, pts, strict=True)],
+                        [a + r["ci95"] for a, r in zip(acc, pts, strict=True)], alpha=0.15)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N samples per problem")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
