@@ -194,7 +194,8 @@ def export(
 
 
 eval_app = typer.Typer(
-    help="Evaluate a stage against the truth: annotation, verifier, best-of-N.", no_args_is_help=True
+    help="Evaluate a stage against the truth: annotation, verifier, best-of-N, ProcessBench.",
+    no_args_is_help=True,
 )
 app.add_typer(eval_app, name="eval")
 
@@ -573,6 +574,51 @@ def eval_bon(
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(table)
+
+
+@eval_app.command("processbench")
+def eval_processbench(
+    data: Annotated[
+        list[Path], typer.Option(help="ProcessBench JSON files, or a directory of them (repeatable).")
+    ],
+    model: Annotated[
+        str | None, typer.Option(help="A PRM directory or hub id to score the steps with.")
+    ] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="Or a JSONL of {id, first_error} to evaluate.")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="A released PRM's format: prmkit, math-shepherd, qwen-prm, trl."),
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="A step is wrong when its score is below this.")] = 0.5,
+    pick_threshold: Annotated[
+        bool, typer.Option(help="Pick the threshold on half of each subset; report on the other half.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Use N samples per file, spread evenly (files are ordered by label).")
+    ] = None,
+):
+    """ProcessBench: accuracy on erroneous and on correct samples and their harmonic mean (F1), per subset
+    and averaged."""
+    try:
+        from prmkit.evaluate.processbench import load_predictions, run_processbench
+
+        files = sorted(f for d in data for f in ([*d.glob("*.json")] if d.is_dir() else [d]))
+        if not files:
+            raise ValueError(f"no ProcessBench .json files in {', '.join(map(str, data))}")
+        rm = None
+        if model:
+            from prmkit.reward import load_reward_model
+
+            rm = load_reward_model(model, **({"format": fmt} if fmt else {}))
+        preds = load_predictions(predictions) if predictions else None
+        results = run_processbench(
+            files, rm, preds, None if pick_threshold else threshold, limit
+        )  # limit: spread
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(results))
 
 
 @app.command("import")
