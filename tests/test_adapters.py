@@ -18,39 +18,15 @@ def tok():
     return train_tokenizer(texts, vocab_size=400)
 
 
-def _causal(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _llama(tok, head: str):
+    """A tiny random Llama with an LM head ("lm") or a two-class token head ("cls")."""
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok) + 4,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-    )
-    return LlamaForCausalLM(cfg).eval()
-
-
-def _token_classifier(tok):
-    from transformers import LlamaConfig, LlamaForTokenClassification
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok) + 4,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        num_labels=2,
-        pad_token_id=tok.pad_token_id,
-    )
-    return LlamaForTokenClassification(cfg).eval()
+    cfg = LlamaConfig(vocab_size=len(tok) + 4, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                      num_labels=2, pad_token_id=tok.pad_token_id)  # fmt: skip
+    return (LlamaForCausalLM if head == "lm" else LlamaForTokenClassification)(cfg).eval()
 
 
 def _prefix_scores(rm: StepRewardModel, question, steps):
@@ -76,7 +52,7 @@ def test_format_saved_loaded_and_scored_in_one_pass(tmp_path, tok, name):
     t = copy.deepcopy(tok)
     if fmt.tag and fmt.tag not in t.get_vocab():  # as the released tokenizers carry their tag
         t.add_tokens([fmt.tag], special_tokens=True)
-    model = _causal(t) if fmt.head == "lm" else _token_classifier(t)
+    model = _llama(t, fmt.head)
     model.save_pretrained(tmp_path)
     t.save_pretrained(tmp_path)
     rm = StepRewardModel.from_pretrained(tmp_path, device="cpu", format=name)

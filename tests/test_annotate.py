@@ -205,14 +205,14 @@ def test_replay_and_quality_by_hand():
     assert rows[("per_step", 4)]["se_mean_good"] == 0.25 and rows[("per_step", 4)]["se_mean_bad"] == 0.0
 
 
-def test_annotate_cli_on_real_gsm8k_samples(shared_data, tmp_path):
+def test_annotate_cli_on_real_gsm8k_samples(shared_data, tmp_path, tiny_model_dir):
     """GSM8K-format samples (the reference solutions, one wrong copy each) labelled by a tiny model via the CLI."""
     from typer.testing import CliRunner
 
     from prmkit.cli import app
     from prmkit.data import load_problems
     from prmkit.io import read_jsonl, write_jsonl
-    from prmkit.models import new_model, train_tokenizer
+    from prmkit.models import train_tokenizer
     from prmkit.sample import make_solution
 
     path = shared_data / "gsm8k/test.jsonl"
@@ -221,8 +221,7 @@ def test_annotate_cli_on_real_gsm8k_samples(shared_data, tmp_path):
     sols += [make_solution(p, 1, p.solution.rsplit("####", 1)[0] + "#### 12345") for p in problems]
     write_jsonl(tmp_path / "samples.jsonl", sols)
     tok = train_tokenizer([p.question + p.solution for p in problems], vocab_size=300)
-    new_model(tok, "test").save_pretrained(tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
+    tiny_model_dir(tok, "m")
     args = ["annotate", "--model", str(tmp_path / "m"), "--samples", str(tmp_path / "samples.jsonl")]
     args += [
         "--source",

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from prmkit.models import new_model, train_tokenizer
+from prmkit.models import new_model
 from prmkit.policy.sft import tokenize_sft
 from prmkit.reward.critique import (
     MARKER,
@@ -16,25 +16,11 @@ from prmkit.reward.critique import (
 )
 from prmkit.steps import split_steps
 from prmkit.types import Problem, Solution
-from prmkit.world import WorldConfig, corrupt, generate_split
-
-
-@pytest.fixture(scope="module")
-def world():
-    problems = generate_split(WorldConfig(n_train=50), "train")
-    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems], vocab_size=400)
-    return problems, tok
+from prmkit.world import corrupt
 
 
 def _solutions(problems, n=12):
     return [Solution(p.id, 0, p.solution, split_steps(p.solution), correct=True) for p in problems[:n]]
-
-
-def _init(tmp_path, tok):
-    init = tmp_path / "gen"
-    new_model(tok, "test").save_pretrained(init)
-    tok.save_pretrained(init)
-    return init
 
 
 def test_prompt_and_tokenised_example_masks_all_but_the_critique(world):
@@ -82,13 +68,13 @@ def test_user_jsonl_with_a_missing_field_is_a_located_error(tmp_path):
     assert load_critiques(path) == {("a", 3): "ok"}
 
 
-def test_stage1_trains_and_stage2_prm_starts_from_it(world, tmp_path):
+def test_stage1_trains_and_stage2_prm_starts_from_it(world, tmp_path, tiny_model_dir):
     from prmkit.reward import StepRewardModel
     from prmkit.reward.train import RewardConfig, train_reward
     from prmkit.types import StepLabels
 
     problems, tok = world
-    init = _init(tmp_path, tok)
+    init = tiny_model_dir(tok, "gen")
     probs = {p.id: p for p in problems}
     cfg = CritiqueConfig(init=str(init), max_steps=2, batch_size=4, lr=1e-2)
     stage1 = train_critique(cfg, _solutions(problems), probs, tmp_path / "stage1")
@@ -114,14 +100,14 @@ def test_stage1_trains_and_stage2_prm_starts_from_it(world, tmp_path):
     ]
 
 
-def test_cli_train_critique(world, tmp_path):
+def test_cli_train_critique(world, tmp_path, tiny_model_dir):
     from typer.testing import CliRunner
 
     from prmkit.cli import app
     from prmkit.io import write_jsonl
 
     problems, tok = world
-    init = _init(tmp_path, tok)
+    init = tiny_model_dir(tok, "gen")
     write_jsonl(tmp_path / "problems.jsonl", problems[:6])
     write_jsonl(tmp_path / "samples.jsonl", _solutions(problems, 6))
     (tmp_path / "crit.jsonl").write_text(json.dumps({"problem_id": problems[0].id, "sample_id": 0}) + "\n")

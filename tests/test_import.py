@@ -38,8 +38,8 @@ def test_bad_rating_is_located(tmp_path):
         load_prm800k_steps(path)
 
 
-def test_import_then_train_a_prm(shared_data, tmp_path):
-    from prmkit.models import new_model, train_tokenizer
+def test_import_then_train_a_prm(shared_data, tmp_path, tiny_model_dir):
+    from prmkit.models import train_tokenizer
 
     out = tmp_path / "ms"
     runner = CliRunner()
@@ -49,8 +49,7 @@ def test_import_then_train_a_prm(shared_data, tmp_path):
     labels = read_jsonl(out / "labels.jsonl", StepLabels)
     assert len(labels) == 7 and labels[0].hard == [1, 1, 1, 1, 0]
     tok = train_tokenizer([" ".join(r.steps) for r in labels] + ["+ -"], vocab_size=400)
-    new_model(tok, "test").save_pretrained(tmp_path / "init")
-    tok.save_pretrained(tmp_path / "init")
+    tiny_model_dir(tok, "init")
     res = runner.invoke(app, ["train", "prm", "--labels", str(out / "labels.jsonl"), "--problems", str(out / "problems.jsonl"),
                               "--source", "problems", "--init", str(tmp_path / "init"), "--out", str(tmp_path / "prm"),
                               "--set", "reward.max_steps=2", "--set", "reward.batch_size=4", "--set", "reward.eval_fraction=0"])  # fmt: skip

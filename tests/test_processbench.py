@@ -89,14 +89,13 @@ def test_real_files_and_a_predictions_file(shared_data, tmp_path):
     assert out.exit_code == 2 and "no prediction for" in out.output
 
 
-def test_tiny_prm_on_real_processbench(shared_data, tmp_path):
-    from prmkit.models import new_model, train_tokenizer
+def test_tiny_prm_on_real_processbench(shared_data, tmp_path, tiny_model_dir):
+    from prmkit.models import train_tokenizer
 
     path = shared_data / "processbench/gsm8k.json"
     texts = [s["problem"] + " ".join(s["steps"]) for s in load_processbench(path)[:50]]
     tok = train_tokenizer(texts + ["+ -"], vocab_size=500)
-    new_model(tok, "test").save_pretrained(tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
+    tiny_model_dir(tok, "m")
     args = ["eval", "processbench", "--data", str(path), "--model", str(tmp_path / "m"), "--limit", "40"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output

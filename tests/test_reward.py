@@ -17,14 +17,6 @@ from prmkit.reward.train import (
 )
 from prmkit.steps import split_steps
 from prmkit.types import Problem, StepLabels
-from prmkit.world import WorldConfig, generate_split
-
-
-@pytest.fixture(scope="module")
-def world():
-    problems = generate_split(WorldConfig(n_train=50), "train")
-    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems], vocab_size=400)
-    return problems, tok
 
 
 def _labels(problems, n=12):
@@ -244,7 +236,7 @@ def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
         train_reward(RewardConfig(), labels, probs, tmp_path / "none")
 
 
-def test_orm_supervised_by_a_prm_via_cli(tmp_path):
+def test_orm_supervised_by_a_prm_via_cli(tmp_path, tiny_model_dir):
     """--prm-scores replaces the graded answer by the PRM's min step score as the ORM's soft target."""
     import json as _json
 
@@ -252,7 +244,6 @@ def test_orm_supervised_by_a_prm_via_cli(tmp_path):
 
     from prmkit.cli import app
     from prmkit.io import write_jsonl
-    from prmkit.models import new_model, train_tokenizer
     from prmkit.reward.train import prm_supervised
 
     problems = [Problem(id="p0", question="Tom has 3 pens?", answer="3")]
@@ -261,14 +252,13 @@ def test_orm_supervised_by_a_prm_via_cli(tmp_path):
         for i in range(4)
     ]
     scores = [{"problem_id": "p0", "sample_id": i, "scores": [0.8, 0.1 * i]} for i in range(3)]
-    sup = prm_supervised(recs, scores)
+    sup = prm_supervised(recs, {(r["problem_id"], r["sample_id"]): r["scores"] for r in scores})
     assert [r.meta["final_correct"] for r in sup] == [0.0, 0.1, 0.2]  # sample 3 has no PRM score: dropped
     write_jsonl(tmp_path / "p.jsonl", problems)
     write_jsonl(tmp_path / "l.jsonl", recs)
     write_jsonl(tmp_path / "s.jsonl", scores)
     tok = train_tokenizer(["Question: Tom has 3 pens?\nAnswer:\nHe has 3. + -"] * 3, vocab_size=300)
-    new_model(tok, "test").save_pretrained(tmp_path / "init")
-    tok.save_pretrained(tmp_path / "init")
+    tiny_model_dir(tok, "init")
     res = CliRunner().invoke(app, ["train", "orm", "--labels", str(tmp_path / "l.jsonl"), "--problems", str(tmp_path / "p.jsonl"),
                                    "--source", "problems", "--init", str(tmp_path / "init"), "--out", str(tmp_path / "orm"),
                                    "--prm-scores", str(tmp_path / "s.jsonl"), "--set", "reward.max_steps=1",

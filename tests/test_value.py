@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prmkit.models import format_prompt, load_causal_lm, new_model, train_tokenizer
+from prmkit.models import format_prompt, load_causal_lm, new_model
 from prmkit.reward.value import (
     HEAD_FILE,
     ValueConfig,
@@ -20,14 +20,6 @@ from prmkit.reward.value import (
 )
 from prmkit.steps import split_steps
 from prmkit.types import Solution
-from prmkit.world import WorldConfig, generate_split
-
-
-@pytest.fixture(scope="module")
-def world():
-    problems = generate_split(WorldConfig(n_train=50), "train")
-    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems], vocab_size=400)
-    return problems, tok
 
 
 def _solutions(problems, n=12):
@@ -36,13 +28,6 @@ def _solutions(problems, n=12):
         steps = split_steps(p.solution)
         out.append(Solution(p.id, 0, p.solution, steps, correct=i % 2 == 0))
     return out
-
-
-def _init(tmp_path, tok):
-    init = tmp_path / "gen"
-    new_model(tok, "test").save_pretrained(init)
-    tok.save_pretrained(init)
-    return init
 
 
 def test_config_validation():
@@ -121,11 +106,11 @@ def test_resid_dropout_is_set_on_llama(world):
     assert all(layer.self_attn.attention_dropout == 0.2 for layer in lm.model.layers)
 
 
-def test_training_changes_lm_and_head_and_resumes(world, tmp_path):
+def test_training_changes_lm_and_head_and_resumes(world, tmp_path, tiny_model_dir):
     from prmkit.training import last_checkpoint
 
     problems, tok = world
-    init = _init(tmp_path, tok)
+    init = tiny_model_dir(tok, "gen")
     probs = {p.id: p for p in problems}
     cfg = ValueConfig(init=str(init), max_steps=2, batch_size=4, save_steps=1, eval_fraction=0.25, lr=1e-2)
     out = train_value(cfg, _solutions(problems), probs, tmp_path / "value")
@@ -152,14 +137,14 @@ def test_training_changes_lm_and_head_and_resumes(world, tmp_path):
         train_value(ValueConfig(), [], probs, tmp_path / "none")
 
 
-def test_cli_train_value(world, tmp_path):
+def test_cli_train_value(world, tmp_path, tiny_model_dir):
     from typer.testing import CliRunner
 
     from prmkit.cli import app
     from prmkit.io import write_jsonl
 
     problems, tok = world
-    init = _init(tmp_path, tok)
+    init = tiny_model_dir(tok, "gen")
     write_jsonl(tmp_path / "problems.jsonl", problems[:12])
     write_jsonl(tmp_path / "samples.jsonl", _solutions(problems))
     res = CliRunner().invoke(app, ["train", "value", "--samples", str(tmp_path / "samples.jsonl"),

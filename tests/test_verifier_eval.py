@@ -74,9 +74,9 @@ def test_verifier_quality_by_hand(tmp_path):
     assert result.exit_code == 2 and "scores.jsonl:1: missing field 'scores'" in result.output
 
 
-def test_data_quantity_curve_trains_nested_subsets(tmp_path):
+def test_data_quantity_curve_trains_nested_subsets(tmp_path, tiny_model_dir):
     from prmkit.evaluate.verifier import data_quantity_curve
-    from prmkit.models import new_model, train_tokenizer
+    from prmkit.models import train_tokenizer
     from prmkit.types import StepLabels
 
     problems, sols, firsts = _pool()
@@ -88,8 +88,7 @@ def test_data_quantity_curve_trains_nested_subsets(tmp_path):
         for h in [[int(f < 0 or i < f) for i in range(len(s.steps))]]
     ]
     tok = train_tokenizer([p.question + "\n" + p.solution for p in problems] + ["+ -"], vocab_size=320)
-    new_model(tok, "test").save_pretrained(tmp_path / "init")
-    tok.save_pretrained(tmp_path / "init")
+    tiny_model_dir(tok, "init")
     by_id = {p.id: p for p in problems}
     rows = data_quantity_curve(
         labels, by_id, sols, by_id, str(tmp_path / "init"), tmp_path / "curve", fractions=(0.5, 1.0),

@@ -262,7 +262,7 @@ def _train_reward(
     try:
         from prmkit.config import build
         from prmkit.data import load_problems
-        from prmkit.io import read_jsonl
+        from prmkit.io import read_jsonl, read_scores
         from prmkit.reward.train import RewardConfig, prm_supervised, train_reward
         from prmkit.types import StepLabels
 
@@ -271,7 +271,7 @@ def _train_reward(
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         records = read_jsonl(labels, StepLabels)
         if prm_scores is not None:
-            records = prm_supervised(records, read_jsonl(prm_scores))
+            records = prm_supervised(records, read_scores(prm_scores))
         path = train_reward(cfg, records, probs, out)
     except (ValueError, OSError) as e:
         _fail(e)
@@ -467,15 +467,11 @@ def eval_verifier(
     try:
         from prmkit.data import load_problems
         from prmkit.evaluate.verifier import verifier_quality
-        from prmkit.io import iter_jsonl, read_jsonl, require_fields
+        from prmkit.io import read_jsonl, read_scores
         from prmkit.types import Solution
 
-        rows = {}
-        for lineno, r in iter_jsonl(scores):
-            require_fields(scores, lineno, r, "problem_id", "sample_id", "scores")
-            rows[(r["problem_id"], r["sample_id"])] = r["scores"]
         probs = {p.id: p for p in load_problems("world", problems, split=split)}
-        result = verifier_quality(rows, read_jsonl(samples, Solution), probs, threshold)
+        result = verifier_quality(read_scores(scores), read_jsonl(samples, Solution), probs, threshold)
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(result))
@@ -551,7 +547,7 @@ def eval_bon(
     try:
         from prmkit.data import load_problems
         from prmkit.evaluate.bon import bon_report, plot_bon
-        from prmkit.io import atomic_write_json, atomic_write_text, iter_jsonl, read_jsonl, require_fields
+        from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores
         from prmkit.types import Solution
 
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
@@ -560,10 +556,7 @@ def eval_bon(
             name, sep, path = item.partition("=")
             if not sep:
                 raise ValueError(f"--scores {item!r}: expected NAME=PATH")
-            tables[name] = {}
-            for lineno, r in iter_jsonl(path):
-                require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
-                tables[name][(r["problem_id"], r["sample_id"])] = r["scores"]
+            tables[name] = read_scores(path)
         rows, table = bon_report(
             read_jsonl(samples, Solution), probs, tables, aggregations.split(","), groups=groups, top_k=top_k
         )
@@ -613,9 +606,7 @@ def eval_processbench(
 
             rm = load_reward_model(model, **({"format": fmt} if fmt else {}))
         preds = load_predictions(predictions) if predictions else None
-        results = run_processbench(
-            files, rm, preds, None if pick_threshold else threshold, limit
-        )  # limit: spread
+        results = run_processbench(files, rm, preds, None if pick_threshold else threshold, limit)
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(results))

@@ -73,6 +73,15 @@ def require_fields(path: str | Path, lineno: int, obj: dict[str, Any], *fields: 
             raise DataError(path, lineno, f"missing field '{name}' (has: {', '.join(sorted(obj))})", name)
 
 
+def read_scores(path: str | Path) -> dict[tuple[str, int], list[float]]:
+    """A ``scores.jsonl`` (from ``prmkit score``) as step scores keyed by (problem_id, sample_id)."""
+    out = {}
+    for lineno, r in iter_jsonl(path):
+        require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
+        out[(r["problem_id"], r["sample_id"])] = r["scores"]
+    return out
+
+
 def _dump(record: Record | dict[str, Any]) -> str:
     obj = record.to_dict() if isinstance(record, Record) else record
     return json.dumps(obj, ensure_ascii=False)

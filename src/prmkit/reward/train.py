@@ -85,21 +85,20 @@ def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
     return targets
 
 
-def prm_supervised(labels: list[StepLabels], scores: list[dict]) -> list[StepLabels]:
-    """ORM labels from a PRM: each solution's target is the PRM's min step score (Lightman et al.'s
+def prm_supervised(labels: list[StepLabels], scores: dict[tuple[str, int], list[float]]) -> list[StepLabels]:
+    """ORM labels from a PRM's step scores (``io.read_scores``): each solution's target is the PRM's min step score (Lightman et al.'s
     "ORM supervised by a large PRM"); solutions the PRM did not score are dropped.
 
     >>> r = StepLabels("p", 0, ["a", "b"], [1, 1], [1.0, 1.0], meta={"final_correct": True})
-    >>> prm_supervised([r], [{"problem_id": "p", "sample_id": 0, "scores": [0.9, 0.25]}])[0].meta["final_correct"]
+    >>> prm_supervised([r], {("p", 0): [0.9, 0.25]})[0].meta["final_correct"]
     0.25
     """
     import dataclasses
     import math
 
-    by_key = {(s["problem_id"], s["sample_id"]): s["scores"] for s in scores}
     out = []
     for r in labels:
-        row = by_key.get((r.problem_id, r.sample_id))
+        row = scores.get((r.problem_id, r.sample_id))
         if row and not any(math.isnan(x) for x in row):
             out.append(
                 dataclasses.replace(r, meta={**r.meta, "final_correct": min(row), "target": "prm-min"})
