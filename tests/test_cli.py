@@ -81,8 +81,15 @@ def test_demo_quick_smoke_and_resume(tmp_path):
         and 0 <= test["greedy_accuracy"] <= 1
         and set(test["pass_at_k"]) == {"1", "2", "4"}
     )
-    assert "| greedy (T=0) |" in (run / "report.md").read_text()
-    assert (run / "generator" / "config.json").exists()
+    md = (run / "report.md").read_text()
+    assert "| greedy (T=0) |" in md and "## Best-of-N, test split" in md and "## Annotation quality" in md
+    assert "## Verifiers against the oracle" in md and "## Time per stage" in md
+    assert {"PRM", "ORM", "value"} == set(test["verifier_quality"]) and report["annotation_audit"]
+    assert max(r["n"] for r in test["bon"]) == 4 and max(r["n"] for r in report["splits"]["ood"]["bon"]) == 2
+    for name in ("bon.png", "bon_ood.png", "annotation_quality.png"):
+        assert (run / name).stat().st_size > 0
+    for name in ("generator", "prm", "orm", "value"):
+        assert (run / name / "config.json").exists()
     n_samples = len((run / "samples_test.jsonl").read_text().splitlines())
     assert n_samples == 12 * 4
     # a rerun resumes: nothing is sampled twice, finished stages add no time
@@ -91,7 +98,8 @@ def test_demo_quick_smoke_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert len((run / "samples_test.jsonl").read_text().splitlines()) == n_samples
     again = json.loads((run / "timings.json").read_text())
-    assert again["world"] == timings["world"] and again["sft"] == timings["sft"]
+    for stage in ("world", "sft", "train_prm", "train_orm", "train_value"):
+        assert again[stage] == timings[stage]
     # a different recipe in the same run dir is refused
     result = runner.invoke(app, [*args, "--set", "sample.n=8"])
     assert result.exit_code == 2 and "different recipe" in result.output

@@ -249,7 +249,7 @@ def _with_init(values: dict, init: str | None, problems: str) -> dict:
 
 def _train_reward(
     kind: str,
-    labels: Path,
+    labels: Path | None,
     problems: str,
     source: str,
     split: str,
@@ -258,18 +258,26 @@ def _train_reward(
     recipe: Path | None,
     set_: list[str] | None,
     prm_scores: Path | None = None,
+    samples: Path | None = None,
 ) -> None:
     try:
         from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl, read_scores
-        from prmkit.reward.train import RewardConfig, prm_supervised, train_reward
-        from prmkit.types import StepLabels
+        from prmkit.reward.train import RewardConfig, outcome_labels, prm_supervised, train_reward
+        from prmkit.types import Solution, StepLabels
 
         values = _with_init({**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}, init, problems)
         cfg = build(RewardConfig, values, "reward")
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        records = read_jsonl(labels, StepLabels)
+        if (labels is None) == (samples is None):
+            raise ValueError(
+                "give either --labels (annotated solutions) or --samples (graded samples; orm only)"
+            )
+        if samples is not None:
+            records = outcome_labels(read_jsonl(samples, Solution))
+        else:
+            records = read_jsonl(labels, StepLabels)
         if prm_scores is not None:
             records = prm_supervised(records, read_scores(prm_scores))
         path = train_reward(cfg, records, probs, out)
@@ -308,7 +316,6 @@ def train_prm(
 
 @train_app.command("orm")
 def train_orm(
-    labels: LabelsOpt,
     problems: ProblemsOpt,
     out: RewardOutOpt,
     init: InitOpt = None,
@@ -316,6 +323,12 @@ def train_orm(
     split: SplitOpt = "train",
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="labels.jsonl from prmkit annotate (StepLabels).")
+    ] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="Or graded samples.jsonl: every sample labelled by its answer alone.")
+    ] = None,
     prm_scores: Annotated[
         Path | None,
         typer.Option(
@@ -325,9 +338,11 @@ def train_orm(
 ):
     """Train an outcome reward model: one target (the solution's correctness) at the last step tag.
 
-    With --prm-scores the target is a PRM's judgement instead of the graded answer (Lightman et al.'s
-    ORM supervised by a large PRM)."""
-    _train_reward("orm", labels, problems, source, split, init, out, recipe, set_, prm_scores)
+    The solutions come from --labels (annotated) or --samples (any graded samples: an ORM needs no step
+    labels, so it can learn from every sample, as Cobbe et al.'s verifiers do). With --prm-scores the
+    target is a PRM's judgement instead of the graded answer (Lightman et al.'s ORM supervised by a
+    large PRM)."""
+    _train_reward("orm", labels, problems, source, split, init, out, recipe, set_, prm_scores, samples)
 
 
 SamplesOpt = Annotated[Path, typer.Option(help="samples.jsonl of graded solutions (Solution.correct).")]
@@ -425,34 +440,16 @@ def score(
     """
     try:
         from prmkit.data import load_problems
-        from prmkit.io import open_appender, read_jsonl
-        from prmkit.reward import load_reward_model
+        from prmkit.io import read_jsonl
+        from prmkit.reward import score_solutions
         from prmkit.types import Solution
 
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         sols = read_jsonl(samples, Solution)
-        missing = sorted({s.problem_id for s in sols} - set(probs))
-        if missing:
-            raise ValueError(f"{samples}: {len(missing)} problems not found, e.g. {missing[0]}")
-        appender, done = open_appender(out, key=lambda r: (r["problem_id"], r["sample_id"]))
-        todo = [s for s in sols if (s.problem_id, s.sample_id) not in done]
-        if todo:
-            rm = load_reward_model(model, **({"format": fmt} if fmt else {}))
-        with appender:
-            for start in range(0, len(todo), 256):  # append in chunks so a killed run resumes
-                chunk = todo[start : start + 256]
-                scores = rm.score(
-                    [probs[s.problem_id].question for s in chunk],
-                    [s.steps for s in chunk],
-                    batch_size=batch_size,
-                )
-                appender.write_many(
-                    {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
-                    for s, sc in zip(chunk, scores, strict=True)
-                )
+        new, old = score_solutions(model, sols, probs, out, batch_size, **({"format": fmt} if fmt else {}))
     except (ValueError, OSError) as e:
         _fail(e)
-    typer.echo(f"{len(todo)} solutions scored ({len(sols) - len(todo)} already done) -> {out}")
+    typer.echo(f"{new} solutions scored ({old} already done) -> {out}")
 
 
 @eval_app.command("verifier")
@@ -494,6 +491,7 @@ def eval_verifier_curve(
     (step accuracy, first-error F1, final-answer judgement, best-of-N by min score)."""
     try:
         from prmkit.data import load_problems
+        from prmkit.evaluate.report import num, pct
         from prmkit.evaluate.verifier import data_quantity_curve
         from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
         from prmkit.types import Solution, StepLabels
@@ -515,8 +513,8 @@ def eval_verifier_curve(
         atomic_write_json(out_dir / "verifier_curve.json", rows)
         head = "| kind | fraction | labelled | step acc | first-error F1 | final judgement | best-of-N |"
         lines = [head, "|---|---|---|---|---|---|---|"] + [
-            f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {r['step_accuracy']:.1%} | "
-            f"{r['f1']:.3f} | {r['final_judgement_accuracy']:.1%} | {r['best_of_n']:.1%} |"
+            f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {pct(r['step_accuracy'])} | "
+            f"{num(r['f1'])} | {pct(r['final_judgement_accuracy'])} | {pct(r['best_of_n'])} |"
             for r in rows
         ]
         atomic_write_text(out_dir / "verifier_curve.md", "\n".join(lines) + "\n")
@@ -643,7 +641,12 @@ def demo(
     run_dir: Annotated[Path, typer.Option(help="Run directory (resumes if it exists).")] = Path("runs/world"),
     set_: SetOpt = None,
 ):
-    """Run the main job on the synthetic world: world -> sft -> sample -> report.md (resumable)."""
+    """Run the main job: problems -> sft -> sample a train pool -> annotate -> train PRM, ORM, value verifier
+    -> sample the test pool -> score -> best-of-N curves -> report.md, report.json and plots (resumable).
+
+    The default recipe is the synthetic world (recipes/world.yaml, ~15 min on 2 CPU cores);
+    recipes/world-quick.yaml is a one-minute smoke run, recipes/gsm8k.yaml the real-data version for a GPU.
+    """
     try:
         from prmkit.pipeline import run_demo
 
@@ -653,6 +656,117 @@ def demo(
     typer.echo((run_dir / "report.md").read_text())
     total = sum(report["timings"].values())
     typer.echo(f"report: {run_dir / 'report.md'} ({total:.0f} s of stage time)")
+
+
+rl_app = typer.Typer(
+    help="Reinforcement learning on a generator: ppo (step-by-step with a PRM, or outcome) and rft.",
+    no_args_is_help=True,
+)
+app.add_typer(rl_app, name="rl")
+
+
+@rl_app.command("ppo")
+def rl_ppo(
+    policy: Annotated[
+        str, typer.Option(help="Policy to start from (usually the generator); the KL reference.")
+    ],
+    problems: Annotated[
+        str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output model directory (resumes from OUT.checkpoints).")],
+    reward_model: Annotated[
+        str | None, typer.Option(help="PRM (process) or ORM (outcome) directory; overrides ppo.reward_model.")
+    ] = None,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="process (PRM score per step), outcome (final score) or answer (graded); ppo.reward."
+        ),
+    ] = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    limit: LimitOpt = None,
+    eval_problems: Annotated[
+        str | None,
+        typer.Option(
+            help="Held-out problems for greedy accuracy (same --source); default: a world run dir's test split."
+        ),
+    ] = None,
+    eval_split: Annotated[str, typer.Option(help="Split of the held-out problems.")] = "test",
+    eval_limit: Annotated[
+        int | None, typer.Option(help="Use N held-out problems; overrides ppo.eval_problems.")
+    ] = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """PPO on a generator (Math-Shepherd's step-by-step PPO): rewards at the end of every step from a PRM
+    (--reward process), or one final reward from an ORM (outcome) or the graded answer (answer), minus a
+    per-token KL penalty to the starting policy (ppo.kl_coef, paper 0.04).
+
+    Per-iteration reward, KL, entropy, clip fraction, value loss and greedy accuracy go to
+    OUT.checkpoints/metrics.jsonl (copied into OUT); a killed run resumes from its last checkpoint
+    (ppo.save_every). OUT is an ordinary model directory: sample it with prmkit sample --model OUT.
+    """
+    try:
+        from prmkit.config import build
+        from prmkit.data import load_problems
+        from prmkit.rl import PPOConfig, train_ppo
+
+        values = dict(_recipe(recipe, set_).get("ppo") or {})
+        values.update(
+            {k: v for k, v in (("reward_model", reward_model), ("reward", reward)) if v is not None}
+        )
+        if eval_limit is not None:
+            values["eval_problems"] = eval_limit
+        cfg = build(PPOConfig, values, "ppo")
+        probs = load_problems(source, problems, split=split, limit=limit)
+        if eval_problems is None and source == "world" and Path(problems).is_dir():
+            eval_problems = problems
+        evals = None
+        if eval_problems is not None and cfg.eval_problems > 0:
+            evals = load_problems(source, eval_problems, split=eval_split, limit=cfg.eval_problems)
+        path = train_ppo(cfg, policy, probs, out, eval_problems=evals)
+        summary = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        _fail(e)
+    start, end = summary.get("greedy_accuracy_start"), summary.get("greedy_accuracy_end")
+    acc = f", greedy accuracy {start:.1%} -> {end:.1%}" if start is not None and end is not None else ""
+    typer.echo(f"ppo ({cfg.reward}) {summary['iterations']} iterations{acc} -> {path}")
+
+
+@rl_app.command("rft")
+def rl_rft(
+    generator: Annotated[
+        str, typer.Option(help="Generator to sample from and fine-tune (a model directory).")
+    ],
+    problems: Annotated[
+        str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output model directory (resumes from OUT.checkpoints).")],
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    limit: LimitOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """Rejection-sampling fine-tuning (Math-Shepherd's RL baseline): sample rft.k solutions per training
+    problem at rft.temperature, keep the distinct correct ones (and the reference solution), fine-tune the
+    generator on them. Sampling and fine-tuning both resume after a kill.
+    """
+    try:
+        from prmkit.config import build
+        from prmkit.data import load_problems
+        from prmkit.rl import RFTConfig, train_rft
+
+        cfg = build(RFTConfig, _recipe(recipe, set_).get("rft"), "rft")
+        path = train_rft(cfg, generator, load_problems(source, problems, split=split, limit=limit), out)
+        stats = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(
+        f"rft: {stats.get('distinct_correct', 0)} distinct correct solutions of {stats.get('samples', 0)} "
+        f"samples, {stats.get('examples', 0)} training examples -> {path}"
+    )
 
 
 def main() -> None:  # pragma: no cover

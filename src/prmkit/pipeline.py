@@ -1,62 +1,134 @@
 """``prmkit demo``: the main job, chained in a run directory, each stage skipped once its output exists.
 
-Stages so far: world -> sft (generator) -> sample the test split greedily (T=0) and N times
-(T=0.7) -> ``report.json`` / ``report.md`` with greedy accuracy, sampled accuracy and pass@k.
-A killed demo resumes: finished stages are skipped and sampling continues where it stopped. The
-resolved recipe is saved in the run directory; rerunning with a different recipe there is refused
-rather than mixing outputs of two configurations.
+    problems (the world, or GSM8K/JSONL) -> sft (generator) -> sample the train pool -> annotate
+    (Monte-Carlo step labels) -> train PRM / ORM / value verifier -> sample the test pool (greedy and
+    N per problem) -> score with every verifier -> best-of-N curves -> report.md / report.json + plots
+
+On the world, the oracle adds what real data cannot give: an audit of the annotation against the true
+step labels (``annotation_quality.png``) and each verifier's step accuracy and first-error F1
+(ProcessBench's metric) on the test pool. A killed demo resumes: finished stages are skipped and
+sampling, annotation, training and scoring continue where they stopped. The resolved recipe is saved
+in the run directory; rerunning with a different recipe there is refused rather than mixing outputs
+of two configurations.
+
+The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
+pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
+train their verifiers on 100 samples per problem). ``orm_data: labels`` gives the ORM exactly the
+PRM's solutions instead, for a comparison at equal data (Lightman et al.'s small-scale setting).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from prmkit.annotate import AnnotateConfig, annotate
 from prmkit.config import build, check_stages
-from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores, write_jsonl
 from prmkit.policy.sft import SFTConfig, train_sft
+from prmkit.reward.model import META_FILE
+from prmkit.reward.train import RewardConfig
+from prmkit.reward.value import ValueConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
-from prmkit.types import Problem
+from prmkit.types import Problem, Solution
 from prmkit.world import SPLITS, WorldConfig, make_world
 
-STAGES = ["world", "sft", "sample", "demo"]
+VERIFIERS = {"prm": "PRM", "orm": "ORM", "value": "value"}  # recipe name -> report name
+# how a verifier's step scores become a solution score: min (Math-Shepherd) and prod (Lightman et al.)
+# for the PRM; an ORM and a value verifier are read at the last step (Cobbe et al.)
+AGGREGATIONS = {"PRM": ["min", "prod"], "ORM": ["last"], "value": ["last"]}
+ORM_DATA = ("pool", "labels")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "world"  # world (made by the world stage), or a loader: gsm8k, jsonl, problems
+    train: str = ""  # not world: training problems, a path or hub id (e.g. openai/gsm8k)
+    test: str = ""  # not world: test problems, a path or hub id
+    train_limit: int = 0  # use only the first N training problems (0 = all)
+
+    def __post_init__(self):
+        from prmkit.data import LOADERS
+
+        if self.source != "world" and self.source not in LOADERS:
+            raise ValueError(f"data.source: unknown {self.source!r}; valid: world, {', '.join(LOADERS)}")
+        if self.source != "world" and not (self.train and self.test):
+            raise ValueError(f"data: source {self.source} needs data.train and data.test (paths or hub ids)")
+        if self.train_limit < 0:
+            raise ValueError("data.train_limit must be >= 0")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    test_problems: int = 300  # test-split problems sampled for the report (0 = all)
-    ood_problems: int = 0  # OOD-split problems given the same evaluation (0 = skip)
+    test_problems: int = 200  # test problems in the report (0 = all)
+    ood_problems: int = 0  # world OOD problems given the same evaluation (0 = skip)
+    ood_samples: int = 16  # samples per OOD problem (the test pool has sample.n)
     greedy: bool = True
+    pool_problems: int = 2000  # training problems sampled for the verifiers' data
+    pool_samples: int = 8  # samples per pool problem
+    label_solutions: int = 2000  # pool solutions annotated for the PRM (0 = all)
+    orm_data: str = "pool"  # the ORM's solutions: every graded pool sample, or the PRM's labelled ones
+    audit_solutions: int = 100  # world only: pool solutions annotated per_step to audit the labels
+    audit_n: int = 16  # completions per step in the audit
+    verifiers: tuple[str, ...] = ("prm", "orm", "value")
+    groups: int = 3  # resampled draws per N in the best-of-N curves (the papers use 3)
+    score_batch_size: int = 32
 
     def __post_init__(self):
-        if self.test_problems < 0 or self.ood_problems < 0:
-            raise ValueError("demo: test_problems and ood_problems must be >= 0")
+        if min(self.test_problems, self.ood_problems, self.label_solutions, self.audit_solutions) < 0:
+            raise ValueError("demo: problem and solution counts must be >= 0")
+        if min(self.ood_samples, self.pool_problems, self.pool_samples, self.audit_n, self.groups) < 1:
+            raise ValueError(
+                "demo: ood_samples, pool_problems, pool_samples, audit_n and groups must be >= 1"
+            )
+        unknown = sorted(set(self.verifiers) - set(VERIFIERS))
+        if unknown:
+            raise ValueError(f"demo.verifiers: unknown {', '.join(unknown)}; valid: {', '.join(VERIFIERS)}")
+        if self.orm_data not in ORM_DATA:
+            raise ValueError(f"demo.orm_data: unknown {self.orm_data!r}; valid: {', '.join(ORM_DATA)}")
+
+
+STAGE_CONFIGS = {
+    "data": DataConfig, "world": WorldConfig, "sft": SFTConfig, "sample": SampleConfig,
+    "annotate": AnnotateConfig, "prm": RewardConfig, "orm": RewardConfig, "value": ValueConfig,
+    "demo": DemoConfig,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DemoRecipe:
+    data: DataConfig
     world: WorldConfig
     sft: SFTConfig
     sample: SampleConfig
+    annotate: AnnotateConfig
+    prm: RewardConfig
+    orm: RewardConfig
+    value: ValueConfig
     demo: DemoConfig
 
     @classmethod
     def from_dict(cls, recipe: dict[str, Any]) -> DemoRecipe:
-        check_stages(recipe, STAGES)
-        return cls(
-            world=build(WorldConfig, recipe.get("world"), "world"),
-            sft=build(SFTConfig, recipe.get("sft"), "sft"),
-            sample=build(SampleConfig, recipe.get("sample"), "sample"),
-            demo=build(DemoConfig, recipe.get("demo"), "demo"),
-        )
+        check_stages(recipe, list(STAGE_CONFIGS))
+        configs = {}
+        for stage, config_cls in STAGE_CONFIGS.items():
+            values = dict(recipe.get(stage) or {})
+            if config_cls is RewardConfig:  # the prm and orm stages: the kind is the stage's
+                values.setdefault("kind", stage)
+            configs[stage] = build(config_cls, values, stage)
+            if config_cls is RewardConfig and configs[stage].kind != stage:
+                raise ValueError(
+                    f"{stage}.kind: the {stage} stage trains a {stage}, not a {configs[stage].kind}"
+                )
+        return cls(**configs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: asdict(getattr(self, name)) for name in STAGES}
+        return {name: asdict(getattr(self, name)) for name in STAGE_CONFIGS}
 
 
 class Timer:
@@ -83,7 +155,7 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
         old = yaml.safe_load(saved.read_text())
         changed = [
             k
-            for k in STAGES
+            for k in STAGE_CONFIGS
             if json.dumps(old.get(k), sort_keys=True) != json.dumps(resolved[k], sort_keys=True)
         ]
         if changed:
@@ -109,86 +181,202 @@ def stage_world(cfg: WorldConfig, run_dir: Path) -> dict[str, list[Problem]]:
     return {s: read_jsonl(f, Problem) for s, f in files.items()}
 
 
-def _evaluate_split(
-    name: str, problems: list[Problem], generator: Path, recipe: DemoRecipe, run_dir: Path, timer: Timer
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if recipe.demo.greedy:
-        greedy_cfg = build(SampleConfig, {**asdict(recipe.sample), "n": 1, "temperature": 0.0}, "sample")
-        policy = build_policy(str(generator), greedy_cfg)
-        sols = timer.run(
-            f"sample_{name}_greedy",
-            sample_problems,
-            policy,
-            problems,
-            greedy_cfg,
-            run_dir / f"samples_{name}_greedy.jsonl",
-        )
-        out["greedy_accuracy"] = accuracy_summary(sols, ks=())["accuracy"]
-    policy = build_policy(str(generator), recipe.sample)
-    sols = timer.run(
-        f"sample_{name}", sample_problems, policy, problems, recipe.sample, run_dir / f"samples_{name}.jsonl"
+def stage_problems(recipe: DemoRecipe, run_dir: Path, timer: Timer) -> dict[str, list[Problem]]:
+    """Train, test (and, for the world, OOD) problems, cut to the recipe's sizes."""
+    data, demo = recipe.data, recipe.demo
+    if data.source == "world":
+        done = all(f.exists() for f in world_files(run_dir).values())
+        splits = timer.run("world", stage_world, recipe.world, run_dir, done=done)
+    else:
+        from prmkit.data import load_problems
+
+        splits = {
+            "train": load_problems(data.source, data.train, split="train"),
+            "test": load_problems(data.source, data.test, split="test"),
+        }
+    out = {
+        "train": splits["train"][: data.train_limit or None],
+        "test": splits["test"][: demo.test_problems or None],
+    }
+    if demo.ood_problems and "ood" in splits:
+        out["ood"] = splits["ood"][: demo.ood_problems]
+    return out
+
+
+def _sample(name: str, problems, generator: Path, cfg: SampleConfig, run_dir: Path, timer: Timer):
+    return timer.run(
+        f"sample_{name}",
+        sample_problems,
+        build_policy(str(generator), cfg),
+        problems,
+        cfg,
+        run_dir / f"samples_{name}.jsonl",
     )
-    ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64) if k <= recipe.sample.n)
+
+
+def stage_verifiers(
+    recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path, timer: Timer
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Sample the train pool, annotate it, train the recipe's verifiers; (name -> model dir, summary)."""
+    from prmkit.reward.train import outcome_labels, train_reward
+    from prmkit.reward.value import train_value
+
+    demo = recipe.demo
+    by_id = {p.id: p for p in train}
+    pool_cfg = replace(recipe.sample, n=demo.pool_samples)
+    pool = _sample("train", train[: demo.pool_problems], generator, pool_cfg, run_dir, timer)
+    # annotate the first sample of every problem, then the second, ...: many problems before many samples
+    pool = sorted(pool, key=lambda s: s.sample_id)
+    info: dict[str, Any] = {"pool": accuracy_summary(pool, ks=())}
+    models: dict[str, Path] = {}
+    labels = []
+    if "prm" in demo.verifiers or demo.orm_data == "labels":
+        policy = build_policy(str(generator), recipe.annotate)
+        labels = timer.run(
+            "annotate", annotate, policy, pool, train, recipe.annotate, run_dir / "labels.jsonl",
+            limit=demo.label_solutions or None,
+        )  # fmt: skip
+        done = [r for r in labels if not r.meta.get("skipped")]
+        info["labels"] = {
+            "solutions": len(done),
+            "skipped": len(labels) - len(done),
+            "strategy": recipe.annotate.strategy,
+            "n": recipe.annotate.n,
+            "tokens": sum(r.meta.get("tokens", 0) for r in done),
+        }
+    data = {"prm": labels, "orm": outcome_labels(pool) if demo.orm_data == "pool" else labels}
+    for key in ("prm", "orm"):
+        if key in demo.verifiers:
+            out = run_dir / key
+            models[VERIFIERS[key]] = timer.run(
+                f"train_{key}", train_reward, getattr(recipe, key), data[key], by_id, out,
+                default_init=str(generator), done=(out / "config.json").exists(),
+            )  # fmt: skip
+            info[f"{key}_solutions"] = len(data[key])
+    if "value" in demo.verifiers:
+        out = run_dir / "value"
+        models["value"] = timer.run(
+            "train_value", train_value, recipe.value, pool, by_id, out,
+            default_init=str(generator), done=(out / META_FILE).exists(),
+        )  # fmt: skip
+        info["value_solutions"] = len(pool)
+    return models, info
+
+
+def stage_audit(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path, timer: Timer):
+    """World only: annotate some pool solutions per_step at ``audit_n`` and replay every strategy and N
+    against the oracle (``annotation_quality.png``); None when switched off."""
+    from prmkit.evaluate.annotation import annotation_quality, plot_quality
+
+    demo = recipe.demo
+    if not demo.audit_solutions:
+        return None
+    pool = read_jsonl(run_dir / "samples_train.jsonl", Solution)
+    cfg = replace(recipe.annotate, strategy="per_step", n=demo.audit_n)
+    # the end of the order the PRM's labels are taken in, so the audit does not repeat them
+    audited = sorted(pool, key=lambda s: s.sample_id)[-demo.audit_solutions :]
+    records = timer.run(
+        "annotate_audit", annotate, build_policy(str(generator), cfg), audited, train, cfg,
+        run_dir / "labels_audit.jsonl",
+    )  # fmt: skip
+    rows = annotation_quality(
+        records, train, ns=tuple(n for n in (1, 2, 4, 8, 16, 32, 64) if n <= demo.audit_n)
+    )
+    plot_quality(rows, run_dir / "annotation_quality.png")
+    return rows
+
+
+def evaluate_split(
+    name: str, problems: list[Problem], n: int, generator: Path, models: dict[str, Path],
+    recipe: DemoRecipe, run_dir: Path, timer: Timer, oracle: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Greedy and sampled accuracy, pass@k, every verifier's scores, best-of-N curves (``bon[_name].png``)
+    and, with the oracle, each verifier's step-level quality."""
+    from prmkit.evaluate.bon import bon_report, plot_bon
+    from prmkit.evaluate.verifier import verifier_quality
+    from prmkit.reward import score_solutions
+
+    demo = recipe.demo
+    out: dict[str, Any] = {}
+    if demo.greedy:
+        greedy_cfg = replace(recipe.sample, n=1, temperature=0.0)
+        out["greedy_accuracy"] = accuracy_summary(
+            _sample(f"{name}_greedy", problems, generator, greedy_cfg, run_dir, timer), ks=()
+        )["accuracy"]
+    cfg = replace(recipe.sample, n=n)
+    sols = _sample(name, problems, generator, cfg, run_dir, timer)
+    ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n)
     summary = accuracy_summary(sols, ks=ks)
     out.update(
         problems=summary["problems"],
-        samples_per_problem=recipe.sample.n,
-        temperature=recipe.sample.temperature,
+        samples_per_problem=n,
+        temperature=cfg.temperature,
         sampled_accuracy=summary["accuracy"],
         pass_at_k={k: summary[f"pass@{k}"] for k in ks},
         mean_tokens=sum(s.meta.get("n_tokens", 0) for s in sols) / max(1, len(sols)),
     )
+    by_id = {p.id: p for p in problems}
+    scores = {}
+    for vname, path in models.items():
+        file = run_dir / f"scores_{name}_{vname.lower()}.jsonl"
+        timer.run(
+            f"score_{name}_{vname.lower()}", score_solutions, path, sols, by_id, file, demo.score_batch_size
+        )
+        scores[vname] = read_scores(file)
+    rows, table = timer.run(
+        f"bon_{name}", bon_report, sols, by_id, scores, {v: AGGREGATIONS[v] for v in scores}, demo.groups
+    )
+    png = "bon.png" if name == "test" else f"bon_{name}.png"
+    plot_bon(rows, run_dir / png, title=f"best-of-N, {name} split ({len(problems)} problems)")
+    out |= {"bon": rows, "bon_table": table, "bon_png": png}
+    if oracle and scores:
+        out["verifier_quality"] = {v: verifier_quality(s, sols, by_id) for v, s in scores.items()}
     return out
-
-
-def render_report(report: dict[str, Any]) -> str:
-    """``report.md``: the generator's accuracy table per split, and stage timings."""
-    lines = ["# prmkit demo report", "", f"Run directory: `{report['run_dir']}`", "", "## Generator", ""]
-    for split, r in report["splits"].items():
-        ks = list(r["pass_at_k"])
-        lines += [
-            f"### {split} split ({r['problems']} problems, {r['samples_per_problem']} samples each "
-            f"at T={r['temperature']})",
-            "",
-            "| greedy (T=0) | sampled accuracy | " + " | ".join(f"pass@{k}" for k in ks) + " |",
-            "|---|---|" + "---|" * len(ks),
-            f"| {r.get('greedy_accuracy', float('nan')):.1%} | {r['sampled_accuracy']:.1%} | "
-            + " | ".join(f"{r['pass_at_k'][k]:.1%}" for k in ks)
-            + " |",
-            "",
-        ]
-    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in report["timings"].items()]
-    lines += [f"| total | {sum(report['timings'].values()):.1f} |", ""]
-    return "\n".join(lines)
 
 
 def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) the demo in ``run_dir``; returns the report."""
+    from prmkit.evaluate.report import render_report
+
     recipe = DemoRecipe.from_dict(recipe_dict)
     run_dir = Path(run_dir)
     _claim_run_dir(run_dir, recipe)
     timer = Timer(run_dir / "timings.json")
-    world = timer.run(
-        "world",
-        stage_world,
-        recipe.world,
-        run_dir,
-        done=all(f.exists() for f in world_files(run_dir).values()),
-    )
+    splits = stage_problems(recipe, run_dir, timer)
+    oracle = recipe.data.source == "world"
     gen_dir = run_dir / "generator"
     generator = timer.run(
-        "sft", train_sft, recipe.sft, world["train"], gen_dir, done=(gen_dir / "config.json").exists()
+        "sft", train_sft, recipe.sft, splits["train"], gen_dir, done=(gen_dir / "config.json").exists()
     )
-    splits = {"test": world["test"][: recipe.demo.test_problems or None]}
-    if recipe.demo.ood_problems:
-        splits["ood"] = world["ood"][: recipe.demo.ood_problems]
+    models, info = (
+        stage_verifiers(recipe, generator, splits["train"], run_dir, timer)
+        if recipe.demo.verifiers
+        else ({}, {})
+    )
+    audit = stage_audit(recipe, generator, splits["train"], run_dir, timer) if oracle else None
     results = {
-        name: _evaluate_split(name, probs, generator, recipe, run_dir, timer)
+        name: evaluate_split(
+            name,
+            probs,
+            recipe.sample.n if name == "test" else recipe.demo.ood_samples,
+            generator,
+            models,
+            recipe,
+            run_dir,
+            timer,
+            oracle,
+        )  # fmt: skip
         for name, probs in splits.items()
+        if name != "train"
     }
-    report = {"run_dir": str(run_dir), "recipe": recipe.to_dict(), "splits": results, "timings": timer.times}
+    report = {
+        "run_dir": str(run_dir),
+        "recipe": recipe.to_dict(),
+        "verifiers": info,
+        "annotation_audit": audit,
+        "splits": results,
+        "timings": timer.times,
+    }
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_text(run_dir / "report.md", render_report(report))
     return report

@@ -37,11 +37,20 @@ STRATEGIES = ("majority", "best_of_n", "weighted_sc", "top_k", "pass")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One sampled solution of a problem: its extracted answer, its grade, its step scores."""
+    """One sampled solution of a problem: its extracted answer, its grade, its step scores, and
+    optionally its answer group within the problem's whole pool (``group_answers`` over the pool, done
+    once, so that voting over many subsets of the pool does not call the grader again)."""
 
     answer: str | None
     correct: bool
     scores: list[float]
+    group: int | None = None
+
+
+def _groups(cands: list[Candidate], kind: str) -> list[int]:
+    if all(c.group is not None for c in cands):
+        return [c.group for c in cands]  # type: ignore[misc]
+    return group_answers([c.answer for c in cands], kind)
 
 
 def aggregate(scores: list[float], how: str) -> float:
@@ -115,7 +124,7 @@ def select(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k
         return any(c.correct for c in cands)
     if strategy == "majority":
         # a missing answer never wins a vote while any answer exists
-        groups = group_answers([c.answer for c in cands], kind)
+        groups = _groups(cands, kind)
         return _vote(cands, groups, [0.0 if c.answer is None else 1.0 for c in cands]).correct
     solution_scores = [aggregate(c.scores, how) for c in cands]
     if strategy == "best_of_n":
@@ -123,7 +132,7 @@ def select(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k
     if strategy == "top_k":
         order = sorted(range(len(cands)), key=lambda i: (-solution_scores[i], i))[:k]
         return select([cands[i] for i in sorted(order)], "majority", kind)
-    groups = group_answers([c.answer for c in cands], kind)  # weighted_sc
+    groups = _groups(cands, kind)  # weighted_sc
     return _vote(
         cands, groups, [0.0 if c.answer is None else s for c, s in zip(cands, solution_scores, strict=True)]
     ).correct

@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 from prmkit.types import Problem, Solution
-from prmkit.verify import Candidate, select
+from prmkit.verify import Candidate, group_answers, select
 
 
 def n_values(n_max: int) -> list[int]:
@@ -70,44 +70,56 @@ def bon_report(
     solutions: list[Solution],
     problems: dict[str, Problem],
     scores: dict[str, dict[tuple[str, int], list[float]]],
-    aggregations: list[str],
+    aggregations: list[str] | dict[str, list[str]],
     groups: int = 3,
     top_k: int = 3,
 ) -> tuple[list[dict], str]:
     """Curves for majority voting, pass@N and, per verifier in ``scores`` (name -> step scores by
-    (problem_id, sample_id)): best-of-N for each aggregation, weighted SC and top-K voting with the
-    first. Returns the rows and a markdown table (accuracy +- 95 % interval per N)."""
+    (problem_id, sample_id)): best-of-N for each aggregation (a list for every verifier, or a list per
+    verifier name), weighted SC and top-K voting with the first. Returns the rows and a markdown table
+    (accuracy +- 95 % interval per N)."""
+    aggs = aggregations if isinstance(aggregations, dict) else {name: list(aggregations) for name in scores}
     strategies = {"majority": ("majority", "", "min"), "pass@N": ("pass", "", "min")}
     for name in scores:
-        for how in aggregations:
+        for how in aggs[name]:
             strategies[f"{name} best-of-N ({how})"] = ("best_of_n", name, how)
-        strategies[f"{name} weighted SC ({aggregations[0]})"] = ("weighted_sc", name, aggregations[0])
-        strategies[f"{name} top-{top_k} voting ({aggregations[0]})"] = ("top_k", name, aggregations[0])
+        strategies[f"{name} weighted SC ({aggs[name][0]})"] = ("weighted_sc", name, aggs[name][0])
+        strategies[f"{name} top-{top_k} voting ({aggs[name][0]})"] = ("top_k", name, aggs[name][0])
     kinds = {problems[s.problem_id].kind for s in solutions if s.problem_id in problems}
     if len(kinds) > 1:
         raise ValueError(f"bon: the samples mix answer kinds {sorted(kinds)}; evaluate them separately")
     kind = kinds.pop() if kinds else "gsm8k"
+    by_problem: dict[str, list[Solution]] = {}
+    for s in solutions:
+        if s.problem_id not in problems:
+            raise ValueError(f"bon: problem {s.problem_id} is not among the given problems")
+        by_problem.setdefault(s.problem_id, []).append(s)
+    answer_groups = {pid: group_answers([s.answer for s in sols], kind) for pid, sols in by_problem.items()}
     rows = []
     for label, (strategy, name, how) in strategies.items():
         pool: dict[str, list[Candidate]] = {}
-        for s in solutions:
-            if s.problem_id not in problems:
-                raise ValueError(f"bon: problem {s.problem_id} is not among the given problems")
-            row = scores[name].get((s.problem_id, s.sample_id)) if name else []
-            if row is None:
-                raise ValueError(f"bon: {name} has no scores for {s.problem_id}/{s.sample_id}")
-            pool.setdefault(s.problem_id, []).append(Candidate(s.answer, bool(s.correct), row))
+        for pid, sols in by_problem.items():
+            for s, g in zip(sols, answer_groups[pid], strict=True):
+                row = scores[name].get((s.problem_id, s.sample_id)) if name else []
+                if row is None:
+                    raise ValueError(f"bon: {name} has no scores for {s.problem_id}/{s.sample_id}")
+                pool.setdefault(pid, []).append(Candidate(s.answer, bool(s.correct), row, g))
         rows += bon_curves(pool, kind, {label: (strategy, how)}, groups, k=top_k)
+    return rows, bon_table(rows)
+
+
+def bon_table(rows: list[dict]) -> str:
+    """Markdown: one line per strategy, accuracy +- 95 % interval per N."""
     ns = sorted({r["n"] for r in rows})
     lines = ["| strategy | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
-    for label in strategies:
+    for label in dict.fromkeys(r["strategy"] for r in rows):
         cells = {r["n"]: r for r in rows if r["strategy"] == label}
         lines.append(
             f"| {label} | "
             + " | ".join(f"{cells[n]['accuracy']:.1%} ± {cells[n]['ci95']:.1%}" for n in ns)
             + " |"
         )
-    return rows, "\n".join(lines)
+    return "\n".join(lines)
 
 
 def plot_bon(rows: list[dict], path: str | Path, title: str = "best-of-N") -> None:

@@ -31,18 +31,23 @@ def first_below(scores: list[float], threshold: float) -> int:
     return next((i for i, s in enumerate(scores) if math.isnan(s) or s < threshold), -1)
 
 
-def first_error_f1(pred: list[int], truth: list[int]) -> dict[str, float]:
+def first_error_f1(pred: list[int], truth: list[int], partial: bool = False) -> dict[str, float | None]:
     """ProcessBench: accuracy on erroneous samples (truth >= 0), on correct ones (truth == -1), and F1.
+    Both kinds of sample are needed, unless ``partial``: then a missing kind's accuracy and F1 are None.
 
     >>> first_error_f1([2, -1, 0, -1], [2, -1, 1, 0])
     {'error_acc': 0.3333333333333333, 'correct_acc': 1.0, 'f1': 0.5}
+    >>> first_error_f1([2, 0], [2, 1], partial=True)
+    {'error_acc': 0.5, 'correct_acc': None, 'f1': None}
     """
     err = [p == t for p, t in zip(pred, truth, strict=True) if t >= 0]
     ok = [p == -1 for p, t in zip(pred, truth, strict=True) if t < 0]
-    if not err or not ok:
+    if not (err and ok) and not partial:
         raise ValueError("first-error F1 needs both erroneous and correct solutions")
-    e, c = sum(err) / len(err), sum(ok) / len(ok)
-    return {"error_acc": e, "correct_acc": c, "f1": 0.0 if e + c == 0 else 2 * e * c / (e + c)}
+    e = sum(err) / len(err) if err else None
+    c = sum(ok) / len(ok) if ok else None
+    f1 = None if e is None or c is None else 0.0 if e + c == 0 else 2 * e * c / (e + c)
+    return {"error_acc": e, "correct_acc": c, "f1": f1}
 
 
 def verifier_quality(
@@ -71,7 +76,7 @@ def verifier_quality(
     if not true_first:
         raise ValueError("no scored solutions match the samples")
     out = {"solutions": len(true_first), "steps": total, "step_accuracy": agree / total}
-    out |= first_error_f1(pred_first, true_first)
+    out |= first_error_f1(pred_first, true_first, partial=True)
     out["final_judgement_accuracy"] = judged / len(true_first)
     return out
 

@@ -2,7 +2,8 @@
 token-level value verifiers (Cobbe et al.), Math-Minos critique pre-training, and their training.
 
 ``load_reward_model(path)`` gives whichever scorer a directory holds (its ``prmkit_reward.json`` says
-which); every one has ``score(questions, steps) -> list[list[float]]``.
+which); every one has ``score(questions, steps) -> list[list[float]]``. ``score_solutions`` scores a
+list of sampled solutions into a resumable ``scores.jsonl``.
 """
 
 import json
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from prmkit.reward.model import META_FILE, StepRewardModel, format_for_scoring
 from prmkit.reward.value import ValueModel
+
+SCORE_CHUNK = 256  # solutions appended together; a killed run loses at most one chunk
 
 
 def load_reward_model(path_or_id: str, **kwargs):
@@ -20,4 +23,42 @@ def load_reward_model(path_or_id: str, **kwargs):
     return StepRewardModel.from_pretrained(path_or_id, **kwargs)
 
 
-__all__ = ["StepRewardModel", "ValueModel", "format_for_scoring", "load_reward_model"]
+def score_solutions(
+    model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, **kwargs
+):
+    """Append ``{problem_id, sample_id, scores}`` for every solution not yet in ``out_path`` (resumes),
+    loading the reward model ``model`` (a path or id; ``kwargs`` go to ``load_reward_model``) only when
+    work is left. Returns (newly scored, already there)."""
+    from prmkit.io import open_appender
+
+    missing = sorted({s.problem_id for s in solutions} - set(problems))
+    if missing:
+        raise ValueError(f"score: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
+    appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]))
+    todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
+    bar = None
+    if todo and progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
+    with appender:
+        rm = load_reward_model(str(model), **kwargs) if todo else None
+        for start in range(0, len(todo), SCORE_CHUNK):
+            chunk = todo[start : start + SCORE_CHUNK]
+            scores = rm.score(
+                [problems[s.problem_id].question for s in chunk],
+                [s.steps for s in chunk],
+                batch_size=batch_size,
+            )
+            appender.write_many(
+                {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
+                for s, sc in zip(chunk, scores, strict=True)
+            )
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return len(todo), len(solutions) - len(todo)
+
+
+__all__ = ["StepRewardModel", "ValueModel", "format_for_scoring", "load_reward_model", "score_solutions"]

@@ -28,7 +28,7 @@ from typing import Any
 from prmkit.models import STEP_TAG
 from prmkit.reward.model import KINDS, StepRewardModel, format_for_scoring, write_meta
 from prmkit.training import check_training, train_and_save, training_args
-from prmkit.types import Problem, StepLabels
+from prmkit.types import Problem, Solution, StepLabels
 
 LABELS = ("hard", "soft")
 
@@ -106,6 +106,29 @@ def prm_supervised(labels: list[StepLabels], scores: dict[tuple[str, int], list[
     if not out:
         raise ValueError("reward: the PRM scores match none of the labelled solutions")
     return out
+
+
+def outcome_labels(solutions: list[Solution]) -> list[StepLabels]:
+    """ORM training records from graded samples: no step labels, the graded answer as the final one
+    (Cobbe et al. label every sampled solution by its answer alone, so an ORM needs no annotation).
+    Ungraded and step-less solutions are dropped.
+
+    >>> r = outcome_labels([Solution("p", 0, "a\\nb", ["a", "b"], "3", True)])[0]
+    >>> r.hard, r.meta["final_correct"]
+    ([None, None], True)
+    """
+    return [
+        StepLabels(
+            s.problem_id,
+            s.sample_id,
+            s.steps,
+            [None] * len(s.steps),
+            [None] * len(s.steps),
+            meta={"final_correct": bool(s.correct)},
+        )  # fmt: skip
+        for s in solutions
+        if s.steps and s.correct is not None
+    ]
 
 
 def build_examples(

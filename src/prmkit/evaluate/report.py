@@ -1,0 +1,206 @@
+"""``report.md`` of ``prmkit demo``: markdown tables (with 95 % intervals) and the plots, from ``report.json``.
+
+The report states the papers' hypothesis for best-of-N (PRM > ORM > majority voting, the gap growing
+with N) and says whether the run shows it, from the numbers alone: a method "beats" another at N when
+its accuracy is higher by more than the larger of the two 95 % half-intervals, "ties" otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BON_NAMES = {  # the lines of the hypothesis, as bon_report names them
+    "PRM": "PRM best-of-N (min)",
+    "ORM": "ORM best-of-N (last)",
+    "majority": "majority",
+}
+
+
+def pct(x: float | None) -> str:
+    """A percentage cell; "–" for a metric that could not be computed (None)."""
+    return "–" if x is None else f"{x:.1%}"
+
+
+def num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def at_n(rows: list[dict], n: int) -> dict[str, dict]:
+    """The best-of-N rows at one N, by strategy name."""
+    return {r["strategy"]: r for r in rows if r["n"] == n}
+
+
+def compare(a: dict, b: dict) -> str:
+    """ "beats", "ties" or "loses": ``a`` against ``b`` (rows with accuracy and ci95).
+
+    >>> compare({"accuracy": 0.7, "ci95": 0.05}, {"accuracy": 0.6, "ci95": 0.06})
+    'beats'
+    >>> compare({"accuracy": 0.62, "ci95": 0.05}, {"accuracy": 0.6, "ci95": 0.06})
+    'ties'
+    """
+    margin = max(a["ci95"], b["ci95"])
+    if a["accuracy"] - b["accuracy"] > margin:
+        return "beats"
+    if b["accuracy"] - a["accuracy"] > margin:
+        return "loses"
+    return "ties"
+
+
+def hypothesis(rows: list[dict]) -> list[str]:
+    """Sentences on PRM > ORM > majority at the largest N, and on the PRM's gap to majority voting
+    growing from the smallest N > 1 to the largest."""
+    ns = sorted({r["n"] for r in rows})
+    last = at_n(rows, ns[-1])
+    have = {k: last[v] for k, v in BON_NAMES.items() if v in last}
+    if "majority" not in have or len(have) < 2:
+        return []
+    order = sorted(have, key=lambda k: -have[k]["accuracy"])
+    lines = [
+        f"At N={ns[-1]}: " + ", ".join(f"{k} {pct(have[k]['accuracy'])} ± {pct(have[k]['ci95'])}" for k in order)
+        + "."
+    ]  # fmt: skip
+    pairs = [("PRM", "ORM"), ("ORM", "majority"), ("PRM", "majority")]
+    verdicts = [f"{a} {compare(have[a], have[b])} {b}" for a, b in pairs if a in have and b in have]
+    holds = all(v.split()[1] == "beats" for v in verdicts)
+    lines.append(
+        "The papers' ordering (PRM > ORM > majority voting) "
+        + ("**holds**" if holds else "**does not hold**")
+        + " beyond the intervals: "
+        + "; ".join(verdicts)
+        + "."
+    )
+    if "PRM" in have and len(ns) > 2:
+        first = at_n(rows, ns[1])
+        gap0 = first[BON_NAMES["PRM"]]["accuracy"] - first["majority"]["accuracy"]
+        gap1 = have["PRM"]["accuracy"] - have["majority"]["accuracy"]
+        trend = "grows" if gap1 > gap0 else "does not grow"
+        lines.append(
+            f"PRM minus majority voting: {gap0:+.1%} at N={ns[1]}, {gap1:+.1%} at N={ns[-1]} (the gap {trend})."
+        )
+    return lines
+
+
+def sc_vs_alone(rows: list[dict], verifier: str = "PRM", how: str = "min") -> str | None:
+    """Math-Shepherd's PRM + self-consistency (weighted SC) against the PRM alone, at the largest N."""
+    ns = sorted({r["n"] for r in rows})
+    last = at_n(rows, ns[-1])
+    alone, sc = last.get(f"{verifier} best-of-N ({how})"), last.get(f"{verifier} weighted SC ({how})")
+    if alone is None or sc is None:
+        return None
+    return (
+        f"{verifier} + self-consistency (weighted SC) {pct(sc['accuracy'])} against {verifier} alone "
+        f"{pct(alone['accuracy'])} at N={ns[-1]}: voting {EFFECT[compare(sc, alone)]}."
+    )
+
+
+EFFECT = {"beats": "helps", "loses": "hurts", "ties": "makes no difference beyond the intervals"}
+
+
+def _generator(split: str, r: dict) -> list[str]:
+    ks = list(r["pass_at_k"])
+    return [
+        f"**{split}** ({r['problems']} problems, {r['samples_per_problem']} samples each at T={r['temperature']})",
+        "",
+        "| greedy (T=0) | sampled accuracy | " + " | ".join(f"pass@{k}" for k in ks) + " |",
+        "|---|---|" + "---|" * len(ks),
+        f"| {pct(r.get('greedy_accuracy'))} | {pct(r['sampled_accuracy'])} | "
+        + " | ".join(pct(r["pass_at_k"][k]) for k in ks)
+        + " |",
+        "",
+    ]
+
+
+def _verifiers(info: dict) -> list[str]:
+    pool = info["pool"]
+    lines = [
+        "## Verifier training data",
+        "",
+        f"- Train pool: {pool['problems']} problems, {pool['samples']} samples, {pct(pool['accuracy'])} correct.",
+    ]
+    if "labels" in info:
+        lab = info["labels"]
+        lines.append(
+            f"- Step labels: {lab['solutions']} solutions annotated by {lab['strategy']} with N={lab['n']} "
+            f"completions per probe ({lab['tokens']:,} completion tokens; {lab['skipped']} skipped)."
+        )
+    for key, name in (("prm", "PRM"), ("orm", "ORM"), ("value", "value verifier")):
+        if f"{key}_solutions" in info:
+            lines.append(f"- {name}: trained on {info[f'{key}_solutions']} solutions.")
+    return [*lines, ""]
+
+
+def _audit(rows: list[dict]) -> list[str]:
+    from prmkit.evaluate.annotation import render_table
+
+    return [
+        "## Annotation quality against the oracle",
+        "",
+        f"{rows[0]['solutions']} pool solutions annotated per step at the largest N, every strategy and N"
+        " replayed from the same completions; truth is the oracle's first-error labelling.",
+        "",
+        render_table(rows),
+        "",
+        "![annotation quality](annotation_quality.png)",
+        "",
+    ]
+
+
+def _quality(split: str, quality: dict[str, dict]) -> list[str]:
+    lines = [
+        f"**{split}** (all pool solutions; a step is judged good at score >= 0.5)",
+        "",
+        "| verifier | step accuracy | first-error acc. (erroneous) | acc. (correct) | first-error F1 | "
+        "final-answer judgement |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, q in quality.items():
+        lines.append(
+            f"| {name} | {pct(q['step_accuracy'])} | {pct(q['error_acc'])} | {pct(q['correct_acc'])} | "
+            f"{num(q['f1'])} | {pct(q['final_judgement_accuracy'])} |"
+        )
+    return [*lines, ""]
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The whole ``report.md``."""
+    splits = report["splits"]
+    lines = ["# prmkit demo report", "", f"Run directory: `{report['run_dir']}`", ""]
+    for split, r in splits.items():
+        if r.get("bon"):
+            lines += [f"## Best-of-N, {split} split", ""]
+            lines += [f"{s}" for s in hypothesis(r["bon"])]
+            sc = sc_vs_alone(r["bon"])
+            lines += ["", *([sc, ""] if sc else [])]
+            lines += [
+                f"{report['recipe']['demo']['groups']} resampled draws per N without replacement; ± is the 95 % "
+                "interval over problems.",
+                "",
+                r["bon_table"],
+                "",
+                f"![best-of-N on the {split} split]({r['bon_png']})",
+                "",
+            ]
+    lines += ["## Generator", ""]
+    for split, r in splits.items():
+        lines += _generator(split, r)
+    if report.get("verifiers"):
+        lines += _verifiers(report["verifiers"])
+    if report.get("annotation_audit"):
+        lines += _audit(report["annotation_audit"])
+    quality = {s: r["verifier_quality"] for s, r in splits.items() if r.get("verifier_quality")}
+    if quality:
+        lines += [
+            "## Verifiers against the oracle",
+            "",
+            "Step accuracy and ProcessBench's first-error metrics with the world oracle's labels, on every"
+            " sampled solution; final-answer judgement is Math-Minos' meta-evaluation (last step's score >= 0.5"
+            " against the graded answer).",
+            "",
+        ]
+        for split, q in quality.items():
+            lines += _quality(split, q)
+    total = sum(report["timings"].values())
+    lines += ["## Time per stage", "", "| stage | seconds | share |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in report["timings"].items()]
+    lines += [f"| total | {total:.1f} | |", ""]
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""The demo pipeline: recipes, the report's verdicts, and the real-GSM8K path with tiny models."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prmkit.config import load_recipe
+from prmkit.evaluate.report import compare, hypothesis, render_report, sc_vs_alone
+from prmkit.pipeline import DemoRecipe, run_demo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(table: dict[str, list[tuple[float, float]]]) -> list[dict]:
+    return [
+        {"strategy": s, "n": 2**i, "accuracy": a, "ci95": c}
+        for s, pts in table.items()
+        for i, (a, c) in enumerate(pts)
+    ]
+
+
+def test_hypothesis_verdicts_by_hand():
+    rows = _rows(
+        {
+            "majority": [(0.5, 0.05), (0.55, 0.05), (0.58, 0.05)],
+            "PRM best-of-N (min)": [(0.5, 0.05), (0.60, 0.05), (0.75, 0.04)],
+            "ORM best-of-N (last)": [(0.5, 0.05), (0.58, 0.05), (0.66, 0.04)],
+            "PRM weighted SC (min)": [(0.5, 0.05), (0.6, 0.05), (0.71, 0.05)],
+        }
+    )
+    lines = hypothesis(rows)
+    assert lines[0] == "At N=4: PRM 75.0% ± 4.0%, ORM 66.0% ± 4.0%, majority 58.0% ± 5.0%."
+    # 0.75 - 0.66 > 0.04, 0.66 - 0.58 > 0.05, so every pair is beyond the intervals
+    assert "**holds**" in lines[1] and "PRM beats ORM; ORM beats majority; PRM beats majority" in lines[1]
+    assert lines[2] == "PRM minus majority voting: +5.0% at N=2, +17.0% at N=4 (the gap grows)."
+    assert sc_vs_alone(rows).endswith(
+        "71.0% against PRM alone 75.0% at N=4: voting makes no difference beyond the intervals."
+    )
+    rows = [
+        r if not (r["strategy"].startswith("ORM") and r["n"] == 4) else {**r, "accuracy": 0.6} for r in rows
+    ]
+    assert "**does not hold**" in hypothesis(rows)[1] and "ORM ties majority" in hypothesis(rows)[1]
+    assert compare({"accuracy": 0.5, "ci95": 0.01}, {"accuracy": 0.6, "ci95": 0.02}) == "loses"
+    assert hypothesis(_rows({"majority": [(0.5, 0.1)]})) == []
+
+
+def test_recipes_parse_and_stage_kinds_are_checked():
+    for path in sorted(ROOT.glob("recipes/*.yaml")):
+        DemoRecipe.from_dict(load_recipe(path))
+    with pytest.raises(ValueError, match="the orm stage trains a orm, not a prm"):
+        DemoRecipe.from_dict({"orm": {"kind": "prm"}})
+    with pytest.raises(ValueError, match="demo.verifiers: unknown critic"):
+        DemoRecipe.from_dict({"demo": {"verifiers": ["prm", "critic"]}})
+    with pytest.raises(ValueError, match="source gsm8k needs data.train and data.test"):
+        DemoRecipe.from_dict({"data": {"source": "gsm8k"}})
+
+
+def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_path):
+    """recipes/gsm8k.yaml with its models swapped for tiny ones: the real-data path end to end."""
+    gsm = shared_data / "gsm8k"
+    tiny = ["max_steps=2", "init=''", "bf16=false", "batch_size=4", "max_length=512", "save_steps=1"]
+    sets = [
+        f"data.train={gsm / 'train.jsonl'}", f"data.test={gsm / 'test.jsonl'}", "data.train_limit=40",
+        "sft.model=scratch:test", "sft.max_steps=3", "sft.bf16=false", "sft.grad_accum=1", "sft.batch_size=8",
+        "sample.n=2", "sample.max_new_tokens=24", "sample.batch_size=16",
+        "annotate.n=1", "annotate.max_new_tokens=16", "annotate.batch_size=16",
+        *[f"{stage}.{t}" for stage in ("prm", "orm", "value") for t in tiny],
+        "demo.test_problems=3", "demo.pool_problems=4", "demo.pool_samples=2", "demo.label_solutions=4",
+        "demo.score_batch_size=8",
+    ]  # fmt: skip
+    recipe = load_recipe(ROOT / "recipes/gsm8k.yaml", sets)
+    report = run_demo(recipe, tmp_path / "run")
+    test = report["splits"]["test"]
+    assert test["problems"] == 3 and test["samples_per_problem"] == 2 and set(report["splits"]) == {"test"}
+    strategies = {r["strategy"] for r in test["bon"]}
+    assert {
+        "majority",
+        "pass@N",
+        "PRM best-of-N (min)",
+        "ORM best-of-N (last)",
+        "value best-of-N (last)",
+    } <= strategies
+    assert "verifier_quality" not in test and report["annotation_audit"] is None  # no oracle on real data
+    assert report["verifiers"]["labels"]["solutions"] == 4
+    scores = (tmp_path / "run" / "scores_test_prm.jsonl").read_text().splitlines()
+    assert len(scores) == 6 and json.loads(scores[0])["problem_id"].startswith("gsm8k-test-")
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "## Best-of-N, test split" in md and "![best-of-N on the test split](bon.png)" in md
+    assert (tmp_path / "run" / "bon.png").stat().st_size > 0
+    assert md == render_report(report)
