@@ -265,3 +265,40 @@ def test_orm_supervised_by_a_prm_via_cli(tmp_path, tiny_model_dir):
                                    "--set", "reward.eval_fraction=0"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert _json.loads((tmp_path / "orm" / "prmkit_reward.json").read_text())["kind"] == "orm"
+
+
+def test_orm_from_graded_samples_via_cli(tmp_path, tiny_model_dir):
+    """An ORM learns from any graded samples (--samples): every sample is labelled by its answer alone."""
+    from typer.testing import CliRunner
+
+    from prmkit.cli import app
+    from prmkit.io import write_jsonl
+    from prmkit.types import Solution
+
+    write_jsonl(tmp_path / "p.jsonl", [Problem(id="p0", question="Tom has 3 pens?", answer="3")])
+    sols = [
+        Solution("p0", i, f"He has {i}.\n#### {i}", [f"He has {i}.", f"#### {i}"], str(i), i == 3)
+        for i in range(4)
+    ]
+    sols.append(Solution("p0", 9, "", [], None, False))  # no steps: nothing to supervise, dropped
+    write_jsonl(tmp_path / "s.jsonl", sols)
+    tok = train_tokenizer(["Question: Tom has 3 pens?\nAnswer:\nHe has 3. + -"] * 3, vocab_size=300)
+    tiny_model_dir(tok, "init")
+    base = ["train", "orm", "--problems", str(tmp_path / "p.jsonl"), "--source", "problems",
+            "--init", str(tmp_path / "init"), "--out", str(tmp_path / "orm")]  # fmt: skip
+    res = CliRunner().invoke(app, base)
+    assert res.exit_code == 2 and "give either --labels" in res.output
+    res = CliRunner().invoke(
+        app,
+        [
+            *base,
+            "--samples",
+            str(tmp_path / "s.jsonl"),
+            "--set",
+            "reward.max_steps=1",
+            "--set",
+            "reward.eval_fraction=0",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "4 training and 0 held-out solutions (orm)" in res.output
