@@ -121,3 +121,31 @@ def test_cli_train_critique(world, tmp_path, tiny_model_dir):
         app, [*base, "--out", str(tmp_path / "d"), "--critiques", str(tmp_path / "crit.jsonl")]
     )
     assert res.exit_code == 2 and "crit.jsonl:1" in res.output and "critique" in res.output
+
+
+def test_two_stages_on_real_gsm8k_with_user_critiques(shared_data, tmp_path, tiny_model_dir):
+    """GSM8K has no oracle: stage 1 learns from a user's critiques JSONL; stage 2 trains an ORM from it."""
+    from prmkit.data import load_gsm8k
+    from prmkit.io import write_jsonl
+    from prmkit.models import train_tokenizer
+    from prmkit.reward import StepRewardModel
+    from prmkit.reward.train import RewardConfig, outcome_labels, train_reward
+
+    problems = load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"), split="test")[:6]
+    sols = [Solution(p.id, 0, p.solution, split_steps(p.solution), p.answer, True) for p in problems]
+    sols += [Solution(p.id, 1, p.solution.replace(p.answer, "7"), split_steps(p.solution)[:-1] + ["#### 7"], "7",
+                      p.answer == "7") for p in problems]  # fmt: skip
+    write_jsonl(
+        tmp_path / "crit.jsonl",
+        [{"problem_id": s.problem_id, "sample_id": s.sample_id,
+          "critique": "All steps are correct." if s.correct else "The last step states a wrong answer."} for s in sols],
+    )  # fmt: skip
+    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems], vocab_size=400)
+    init = tiny_model_dir(tok, "gen")
+    probs = {p.id: p for p in problems}
+    cfg = CritiqueConfig(init=str(init), max_steps=2, batch_size=4)
+    stage1 = train_critique(cfg, sols, probs, tmp_path / "stage1", load_critiques(tmp_path / "crit.jsonl"))
+    rcfg = RewardConfig(init=str(stage1), kind="orm", max_steps=2, batch_size=4, eval_fraction=0.0)
+    orm = StepRewardModel.from_pretrained(train_reward(rcfg, outcome_labels(sols), probs, tmp_path / "orm"))
+    scores = orm.score([probs[s.problem_id].question for s in sols], [s.steps for s in sols])
+    assert all(len(row) == len(s.steps) and len(set(row)) == 1 for row, s in zip(scores, sols, strict=True))
