@@ -1,0 +1,400 @@
+"""PPO for a causal-LM policy with per-step (process) or outcome rewards: Math-Shepherd's step-by-step PPO.
+
+Each iteration samples ``samples_per_problem`` solutions for ``problems_per_iteration`` training
+problems through the policy backend (``HFPolicy`` on the live model, calculator on), scores them
+(``rollout.score_rollouts``) and takes ``ppo_epochs`` passes of minibatch updates:
+
+    r_t   = -kl_coef * (log pi(a_t|s_t) - log pi_ref(a_t|s_t))  +  score placed at t      (per token)
+    A_t   = sum_l (gamma * lam)^l * delta_{t+l},   delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)    (GAE)
+    L_pi  = mean_t max(-A_t * rho_t, -A_t * clip(rho_t, 1 - clip, 1 + clip)),  rho_t = pi / pi_old
+    L_V   = 0.5 * mean_t max((V - R)^2, (V_old + clip(V - V_old, +-value_clip) - R)^2)
+
+with advantages whitened over the batch. ``process`` places a reward at every step's last token,
+``outcome`` the reward model's final score (or, ``answer``, the graded final answer) at the last
+token; the KL term uses the frozen initial policy as reference (paper: 0.04).
+
+The loop is written here in torch rather than taken from TRL: TRL's PPOTrainer takes one scalar
+reward per sequence, and per-step rewards are the point. The critic is a separate copy of the
+policy's backbone with a zero-initialised ``Linear(hidden, 1)`` head: a value head on the policy
+itself would need a loss weight and lets value-regression gradients move the policy, and the
+reward model cannot be the critic's start since its tokenizer may differ from the policy's.
+
+Departures. ``step_reward="score"`` is the paper's process reward, P(good) of every step; its sum
+grows with the number of steps, and on the world a policy learns to write more of them (see
+docs/benchmarks.md). ``"delta"`` rewards each step with the change in P(good) instead
+(potential-based shaping), whose sum is the last step's score. Log-probabilities are taken at the
+sampling temperature (as TRL does), so the ratio and the KL compare the distributions sampled from;
+the policy runs in eval mode (no dropout) so that rho = 1 on the first minibatch; calculator-forced
+tokens are outside the policy loss and the KL (``rollout``). Minibatches group rollouts of similar
+length (less padding), so a minibatch's loss is its token sum over the batch's mean tokens per
+minibatch, which weighs every token alike as the batch mean would. Runs resume from
+``OUT.checkpoints/state.pt`` (policy, critic, optimiser, schedule, RNG, iteration); the output
+directory appears whole when training finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, write_jsonl
+from prmkit.rl import rollout
+from prmkit.training import checkpoint_dir
+from prmkit.types import Problem
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    reward: str = "process"  # process (PRM score per step), outcome (final score), answer (graded)
+    reward_model: str = ""  # PRM/ORM/value directory; not used by "answer"
+    step_reward: str = "score"  # process: each step's score (paper) or its change, "delta"
+    kl_coef: float = 0.04
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    value_clip: float = 0.2
+    lr: float = 1e-4  # for the world's tiny models; the paper's 7B runs use rates below 1e-6
+    critic_lr: float = 2e-4
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    iterations: int = 40
+    problems_per_iteration: int = 16
+    samples_per_problem: int = 4
+    ppo_epochs: int = 2
+    minibatch_size: int = 16
+    temperature: float = 0.7
+    max_new_tokens: int = 256
+    batch_size: int = 64  # rows per generation batch
+    save_every: int = 10
+    eval_problems: int = 100  # held-out problems for greedy accuracy (0 = none)
+    eval_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"ppo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        if self.reward != "answer" and not self.reward_model:
+            raise ValueError(f"ppo.reward={self.reward} needs ppo.reward_model (a PRM or ORM directory)")
+        if self.kl_coef < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError("ppo: kl_coef must be >= 0, gamma and lam in [0, 1]")
+        if self.clip <= 0 or self.value_clip <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("ppo: clip, value_clip and max_grad_norm must be > 0")
+        if self.lr <= 0 or self.critic_lr <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("ppo: lr and critic_lr must be > 0, warmup_ratio in [0, 1)")
+        counts = (self.iterations, self.problems_per_iteration, self.samples_per_problem, self.ppo_epochs)
+        if min(*counts, self.minibatch_size, self.max_new_tokens, self.batch_size, self.save_every) < 1:
+            raise ValueError("ppo: iterations, batch sizes, epochs, max_new_tokens, save_every must be >= 1")
+        if self.temperature <= 0 or self.eval_problems < 0 or self.eval_every < 1:
+            raise ValueError(
+                "ppo: temperature must be > 0 (sampled rollouts), eval_problems >= 0, eval_every >= 1"
+            )
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+    """Mean over the masked entries, or their sum over ``n_tokens`` when given (module docstring)."""
+    return (x * mask).sum() / (n_tokens if n_tokens else mask.sum().clamp(min=1))
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; zero elsewhere."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over right-padded (B, T) tensors: (advantages, returns).
+
+    >>> rewards, values = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.5, 0.5]])
+    >>> a, ret = gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=0.5)
+    >>> a.tolist(), ret.tolist()
+    ([[0.125, 0.25, 0.5]], [[0.625, 0.75, 1.0]])
+    """
+    rewards, values = rewards * mask, values * mask  # padding: no reward, no value after the end
+    adv = torch.zeros_like(rewards)  # (B, T)
+    last = torch.zeros_like(rewards[:, 0])  # (B,)
+    for t in reversed(range(rewards.shape[1])):
+        next_v = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_v - values[:, t]  # (B,)
+        last = delta + gamma * lam * last
+        adv[:, t] = last
+    return adv * mask, (adv + values) * mask
+
+
+def ppo_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    n_tokens: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss over masked tokens, and the fraction of tokens where the clip was active.
+
+    >>> logp, adv = torch.log(torch.tensor([[1.5, 0.5, 1.1]])), torch.tensor([[1.0, -1.0, 2.0]])
+    >>> loss, frac = ppo_policy_loss(logp, torch.zeros(1, 3), adv, torch.ones(1, 3), clip=0.2)
+    >>> round(loss.item(), 4), round(frac.item(), 4)  # ratios 1.5 -> 1.2, 0.5 -> 0.8, 1.1 kept
+    (-0.8667, 0.6667)
+    """
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1 - clip, 1 + clip)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, n_tokens)
+    return loss, masked_mean((clipped > unclipped).float(), mask)
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    n_tokens: float | None = None,
+) -> torch.Tensor:
+    """Clipped value loss: 0.5 * max of the squared errors of V and of V_old moved at most ``clip``.
+
+    >>> v, old, ret = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    >>> value_loss(v, old, ret, torch.ones(1, 2), 0.5).item()  # (max(0, 0.25) + max(1, 1)) / 2 / 2
+    0.3125
+    """
+    clipped = old_values + (values - old_values).clamp(-clip, clip)  # (B, T)
+    err = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+    return 0.5 * masked_mean(err, mask, n_tokens)
+
+
+class Critic(torch.nn.Module):
+    """V(s_t) for every position: a copy of the policy's backbone and a zero-initialised linear head."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.backbone = copy.deepcopy(policy.base_model)
+        self.head = torch.nn.Linear(policy.get_input_embeddings().embedding_dim, 1)
+        torch.nn.init.zeros_(self.head.weight)  # V = 0 at the start: no made-up baseline
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """V(s_t) (B, T) for the state before each response token (the position that predicts it)."""
+        T = batch["mask"].shape[1]
+        hidden = self.backbone(**{k: batch[k] for k in rollout.MODEL_INPUTS}).last_hidden_state  # (B, L, H)
+        return self.head(hidden[:, -T - 1 : -1].float()).squeeze(-1)  # (B, T)
+
+
+def _save_state(path: Path, iteration: int, **parts) -> None:
+    state = {name: part.state_dict() for name, part in parts.items()}
+    state.update(iteration=iteration, torch_rng=torch.get_rng_state(), python_rng=random.getstate())
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill while saving leaves the previous state intact
+
+
+def _load_state(path: Path, device, **parts) -> int:
+    """Restore what ``_save_state`` wrote; the iteration to continue from (0 without a state)."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location=device, weights_only=False)  # our own file
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    return state["iteration"]
+
+
+def _summary(metrics: list[dict]) -> dict:
+    evals = [m for m in metrics if "greedy_accuracy" in m]
+    return {
+        "iterations": max((m["iteration"] for m in metrics), default=0),
+        "greedy_accuracy_start": evals[0]["greedy_accuracy"] if evals else None,
+        "greedy_accuracy_end": evals[-1]["greedy_accuracy"] if evals else None,
+        "seconds": round(sum(m.get("t_total", 0.0) for m in metrics), 1),
+    }
+
+
+def train_ppo(
+    cfg: PPOConfig,
+    policy_dir: str | Path,
+    problems: list[Problem],
+    out_dir: str | Path,
+    eval_problems: list[Problem] | None = None,
+    progress: bool = True,
+) -> Path:
+    """PPO from the policy in ``policy_dir`` on ``problems``; the trained policy lands in ``out_dir``.
+
+    ``out_dir`` is an ordinary model directory (loadable by ``HFPolicy`` / ``build_policy``) with
+    ``metrics.jsonl`` (one line per iteration; line 0 holds the starting greedy accuracy) and
+    ``prmkit_rl.json``. A finished ``out_dir`` is returned as is; a killed run resumes.
+    """
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    from prmkit.models import load_causal_lm, load_tokenizer
+    from prmkit.policy.hf import HFPolicy
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    if not problems:
+        raise ValueError("ppo: no training problems")
+    evals = (eval_problems or [])[: cfg.eval_problems]
+    ckpt = checkpoint_dir(out_dir)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tok = load_tokenizer(policy_dir)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"ppo: {policy_dir} needs a fast tokenizer (character offsets place the rewards)")
+    policy = load_causal_lm(policy_dir, dtype="float32").to(device)
+    ref = load_causal_lm(policy_dir, dtype="float32").to(device).requires_grad_(False)
+    critic = Critic(policy).to(device)
+    reward_model = None
+    if cfg.reward != "answer":
+        from prmkit.reward import load_reward_model
+
+        reward_model = load_reward_model(cfg.reward_model)
+    opt = torch.optim.AdamW(
+        [{"params": policy.parameters(), "lr": cfg.lr}, {"params": critic.parameters(), "lr": cfg.critic_lr}],
+        weight_decay=0.0,
+    )
+    rollouts_per_it = cfg.problems_per_iteration * cfg.samples_per_problem
+    total = cfg.iterations * cfg.ppo_epochs * math.ceil(rollouts_per_it / cfg.minibatch_size)
+    sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+
+    state_path, metrics_path = ckpt / "state.pt", ckpt / "metrics.jsonl"
+    parts = dict(policy=policy, critic=critic, optimizer=opt, scheduler=sched)
+    start = _load_state(state_path, device, **parts)
+    # iterations after the last saved state are redone: drop their metric lines
+    kept = [m for m in read_jsonl(metrics_path) if m["iteration"] <= start] if metrics_path.exists() else []
+    write_jsonl(metrics_path, kept)
+    policy.eval()  # no dropout anywhere: rho = 1 before the first update (module docstring)
+    critic.eval()
+    # rollouts go through the policy backend, calculator on, sampling from the live weights
+    sampler = HFPolicy(
+        policy, tok, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, device=str(device)
+    )
+    writer = None
+    with contextlib.suppress(ImportError):  # TensorBoard if it is installed; the JSONL is the record anyway
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(ckpt / "tensorboard"))
+    log = JsonlAppender(metrics_path)
+    if start == 0 and evals:
+        log.write(
+            {"iteration": 0, "greedy_accuracy": rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)}
+        )
+    by_id = {p.id: p for p in problems}
+    bar = tqdm(
+        total=cfg.iterations, initial=start, desc=f"ppo ({cfg.reward})", unit="it", disable=not progress
+    )
+    for it in range(start, cfg.iterations):
+        t0 = time.perf_counter()
+        batch_problems = rollout.iteration_problems(problems, it, cfg.problems_per_iteration, cfg.seed)
+        rollouts = rollout.sample_rollouts(
+            sampler,
+            tok,
+            batch_problems,
+            cfg.samples_per_problem,
+            cfg.temperature,
+            seed=cfg.seed * 1_000_003 + it,
+        )
+        t1 = time.perf_counter()
+        positions, scores, correct = rollout.score_rollouts(
+            rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
+        )
+        t2 = time.perf_counter()
+        batch = rollout.collate(rollouts, tok.pad_token_id, device)
+        m = _optimise(cfg, policy, ref, critic, opt, sched, batch, positions, scores, it)
+        t3 = time.perf_counter()
+        m.update(rollout.rollout_stats(rollouts, correct), iteration=it + 1, lr=sched.get_last_lr()[0])
+        m.update(t_generate=t1 - t0, t_score=t2 - t1, t_optimise=t3 - t2)
+        if evals and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
+            m["greedy_accuracy"] = rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)
+        m["t_total"] = time.perf_counter() - t0
+        m = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
+        log.write(m)
+        if writer is not None:
+            for k, v in m.items():
+                writer.add_scalar(f"ppo/{k}", v, it + 1)
+        if (it + 1) % cfg.save_every == 0 or it + 1 == cfg.iterations:
+            _save_state(state_path, it + 1, **parts)
+        bar.update(1)
+        bar.set_postfix(reward=f"{m['reward_score']:.3f}", kl=f"{m['kl']:.3f}", acc=f"{m['accuracy']:.2f}")
+    log.close()
+    bar.close()
+    if writer is not None:
+        writer.close()
+
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    if tmp.exists():  # left by a run killed while saving
+        shutil.rmtree(tmp)
+    policy.generation_config.pad_token_id = tok.pad_token_id
+    policy.save_pretrained(str(tmp))
+    tok.padding_side = "left"
+    tok.save_pretrained(str(tmp))
+    shutil.copy(metrics_path, tmp / "metrics.jsonl")
+    metrics = read_jsonl(metrics_path)
+    atomic_write_json(
+        tmp / "prmkit_rl.json",
+        {"method": "ppo", "policy": str(policy_dir), "config": asdict(cfg), **_summary(metrics)},
+    )
+    tmp.rename(out_dir)  # "config.json exists" means finished
+    return out_dir
+
+
+def _optimise(cfg: PPOConfig, policy, ref, critic, opt, sched, batch, positions, scores, it: int) -> dict:
+    """Rewards, advantages and ``ppo_epochs`` of minibatch updates on one iteration's rollouts."""
+    mb = cfg.minibatch_size
+    mask, chosen = batch["mask"], batch["chosen"]
+    with torch.no_grad():
+        logprobs = rollout.response_logprobs
+        old_logp = rollout.chunked(lambda c: logprobs(policy, c, cfg.temperature)[0], batch, mb)  # (B, T)
+        ref_logp = rollout.chunked(lambda c: logprobs(ref, c, cfg.temperature)[0], batch, mb)  # (B, T)
+        old_values = rollout.chunked(critic, batch, mb)  # (B, T)
+        rewards, kl = rollout.token_rewards(old_logp, ref_logp, chosen, positions, scores, cfg.kl_coef)
+        adv, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        adv = whiten(adv, chosen)
+    fixed = dict(old_logp=old_logp, old_values=old_values, adv=adv, returns=returns)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)  # minibatch order, same on resume
+    n_mb = math.ceil(len(mask) / mb)
+    per_mb_chosen, per_mb_tokens = float(chosen.sum()) / n_mb, float(mask.sum()) / n_mb
+    stats = []
+    for _ in range(cfg.ppo_epochs):
+        for rows in rollout.length_groups(batch, mb, gen):
+            sub = rollout.select_rows({**batch, **fixed}, rows)
+            logp, ent = rollout.response_logprobs(policy, sub, cfg.temperature, entropy=True)
+            pg_loss, clip_frac = ppo_policy_loss(
+                logp, sub["old_logp"], sub["adv"], sub["chosen"], cfg.clip, per_mb_chosen
+            )
+            v_loss = value_loss(
+                critic(sub), sub["old_values"], sub["returns"], sub["mask"], cfg.value_clip, per_mb_tokens
+            )
+            opt.zero_grad(set_to_none=True)
+            (pg_loss + v_loss).backward()  # separate parameters: each loss moves only its own model
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            ent = masked_mean(ent, sub["chosen"])
+            stats.append(torch.stack([pg_loss, v_loss, clip_frac, ent]).detach())
+    names = ("policy_loss", "value_loss", "clip_frac", "entropy")
+    out = dict(zip(names, torch.stack(stats).mean(0).tolist(), strict=True))
+    n_score = torch.tensor([sum(s) for s in scores])
+    kl_seq = kl.sum(1)  # (B,) per-rollout KL estimate
+    out.update(
+        reward_score=float(n_score.mean()),
+        reward_kl=float(-cfg.kl_coef * kl_seq.mean()),
+        kl=float(kl_seq.mean()),
+        value_mean=float(masked_mean(old_values, mask)),
+    )
+    if not all(math.isfinite(v) for v in out.values()):
+        raise FloatingPointError(f"ppo: non-finite training statistics at iteration {it + 1}: {out}")
+    return out

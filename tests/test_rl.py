@@ -1,0 +1,303 @@
+"""PPO maths on hand-computed tensors, reward placement on a hand-made solution, short PPO and RFT runs
+on tiny models (process, outcome, resume after a kill), and the ``prmkit rl`` commands on GSM8K lines."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prmkit.cli import app
+from prmkit.models import format_prompt, new_model, train_tokenizer
+from prmkit.reward import StepRewardModel
+from prmkit.rl import PPOConfig, RFTConfig, train_ppo, train_rft
+from prmkit.rl import rollout as rollout_mod
+from prmkit.rl.ppo import gae, ppo_policy_loss, value_loss
+from prmkit.rl.rft import rft_dataset
+from prmkit.rl.rollout import collate, encode_rollouts, score_rollouts, token_rewards
+from prmkit.types import Problem, Solution
+
+TEXT = "Tom buys 3*4 = <<3*4=12>>12 pens.\nHe has 12+1 = <<12+1=13>>13 pens.\n#### 13"
+PROBLEM = Problem(id="hand-1", question="Tom buys 3 boxes of 4 pens and 1 more pen.", answer="13")
+
+
+class FakeRM:
+    """A reward model stand-in: fixed scores per step, and a record of what it was asked."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def score(self, questions, steps):
+        self.calls.append(steps)
+        return [self.fn(s) for s in steps]
+
+
+# ---- maths on hand-computed tensors ----
+
+
+def test_gae_hand_computed_with_padding():
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [1.0, 2.0, 9.0]])
+    values = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.5, 7.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # row 1 ends after two tokens
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=0.5)
+    assert adv[0].tolist() == pytest.approx([0.125, 0.25, 0.5])  # deltas 0, 0, 0.5 discounted by 0.5
+    adv, ret = gae(rewards, values, mask, gamma=0.9, lam=1.0)
+    # row 1: delta_1 = 2 - 0.5 = 1.5 (nothing after the end); delta_0 = 1 + 0.9 * 0.5 - 1 = 0.45
+    assert adv[1].tolist() == pytest.approx([0.45 + 0.9 * 1.5, 1.5, 0.0])
+    assert ret[1].tolist() == pytest.approx([1.8 + 1.0, 1.5 + 0.5, 0.0])
+    # row 0 with lam = 1 is the discounted return minus the value
+    assert ret[0].tolist() == pytest.approx([0.81, 0.9, 1.0])
+
+
+def test_policy_loss_ratios_clipping_and_gradients():
+    ratio = torch.tensor([[1.5, 0.5, 0.5, 1.1]])
+    logp = ratio.log().requires_grad_(True)
+    adv = torch.tensor([[1.0, -1.0, 1.0, 2.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the last token is not the policy's (forced)
+    loss, clip_frac = ppo_policy_loss(logp, torch.zeros(1, 4), adv, mask, clip=0.2)
+    # token 0: A > 0, rho 1.5 -> clipped at 1.2; token 1: A < 0, rho 0.5 -> clipped at 0.8;
+    # token 2: A > 0, rho 0.5 -> the unclipped term is the pessimistic one, -0.5
+    assert loss.item() == pytest.approx((-1.2 + 0.8 - 0.5) / 3)
+    assert clip_frac.item() == pytest.approx(2 / 3)
+    loss.backward()
+    # clipped tokens carry no gradient; d(-A * rho)/d logp = -A * rho for the unclipped one
+    assert logp.grad.tolist()[0] == pytest.approx([0.0, 0.0, -0.5 / 3, 0.0])
+    same, _ = ppo_policy_loss(logp, torch.zeros(1, 4), adv, mask, clip=0.2, n_tokens=6)
+    assert same.item() == pytest.approx(-0.9 / 6)  # a fixed token count instead of this minibatch's
+    at_one, frac = ppo_policy_loss(torch.zeros(1, 4), torch.zeros(1, 4), adv, mask, clip=0.2)
+    assert at_one.item() == pytest.approx(-(1 - 1 + 1) / 3) and frac.item() == 0.0  # rho = 1: -mean A
+
+
+def test_value_loss_clips_around_the_old_value():
+    values = torch.tensor([[2.0, 0.1]], requires_grad=True)
+    old, ret = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    loss = value_loss(values, old, ret, torch.ones(1, 2), clip=0.5)
+    # token 0: (2-1)^2 = 1 vs clipped (0.5-1)^2 = 0.25 -> 1; token 1: (0.1-1)^2 = 0.81 vs the same -> 0.81
+    assert loss.item() == pytest.approx(0.5 * (1.0 + 0.81) / 2)
+    loss.backward()
+    assert values.grad.tolist()[0] == pytest.approx([0.5, -0.45])
+
+
+# ---- rollouts: tokens, forced calculator results, reward positions ----
+
+
+@pytest.fixture(scope="module")
+def hand(world):
+    _, tok = world
+    (r,) = encode_rollouts(tok, [PROBLEM], [TEXT], ["eos"])
+    return tok, r
+
+
+def test_rollout_tokens_forced_results_and_step_ends(hand):
+    tok, r = hand
+    assert tok.decode(r.ids[: r.n_prompt]) == format_prompt(PROBLEM.question)
+    pieces = [tok.decode([t]) for t in r.ids[r.n_prompt :]]
+    assert "".join(pieces) == TEXT + tok.eos_token and r.ids[-1] == tok.eos_token_id
+    # the calculator wrote "12>>" and "13>>": out of the policy loss, everything else is the policy's
+    assert "".join(p for p, c in zip(pieces, r.chosen, strict=True) if not c) == "12>>13>>"
+    assert r.steps == TEXT.split("\n")
+    assert [pieces[e] for e in r.step_ends] == [".", ".", "3"]
+    assert "".join(pieces[: r.step_ends[0] + 1]) == r.steps[0]
+    assert "".join(pieces[r.step_ends[1] + 1 : r.step_ends[2] + 1]) == "\n#### 13"
+    (cut,) = encode_rollouts(tok, [PROBLEM], [TEXT], ["length"])  # no EOS when cut off
+    assert cut.ids == r.ids[:-1] and cut.step_ends == r.step_ends
+
+
+def test_rewards_land_on_the_step_ends(hand):
+    _, r = hand
+    rm = FakeRM(lambda steps: [0.25, 0.5, 0.75][: len(steps)])
+    problems = {PROBLEM.id: PROBLEM}
+    positions, scores, correct = score_rollouts([r], problems, "process", rm)
+    assert positions == [r.step_ends] and scores == [[0.25, 0.5, 0.75]] and correct == [True]
+    T = r.n_response
+    logp = torch.full((1, T), -1.0)
+    rewards, kl = token_rewards(logp, logp.clone(), torch.ones(1, T), positions, scores, kl_coef=0.04)
+    assert kl.abs().sum() == 0
+    assert {i: v for i, v in enumerate(rewards[0].tolist()) if v} == dict(zip(r.step_ends, [0.25, 0.5, 0.75]))
+    # outcome: the reward model's final score on the last token (the EOS); answer: the grade there
+    assert score_rollouts([r], problems, "outcome", rm)[:2] == ([[T - 1]], [[0.75]])
+    assert score_rollouts([r], problems, "answer")[:2] == ([[T - 1]], [[1.0]])
+    # the KL penalty sits on the policy's tokens only
+    chosen = torch.tensor([r.chosen], dtype=torch.float)
+    rewards, kl = token_rewards(logp + 0.5, logp, chosen, [[]], [[]], kl_coef=0.1)
+    assert rewards[0].tolist() == pytest.approx([-0.05 if c else 0.0 for c in r.chosen])
+
+
+def test_rollout_without_steps_and_bad_scores(world):
+    _, tok = world
+    empty, blank = encode_rollouts(tok, [PROBLEM, PROBLEM], ["", " \n "], ["eos", "length"])
+    assert empty.n_response == 1 and empty.ids[-1] == tok.eos_token_id and not empty.steps
+    assert blank.n_response >= 1 and not blank.steps
+    (good,) = encode_rollouts(tok, [PROBLEM], [TEXT], ["eos"])
+    rm = FakeRM(lambda steps: [0.9] * len(steps))
+    for reward in ("process", "outcome", "answer"):  # documented: one wrong step, score 0 at the end
+        positions, scores, _ = score_rollouts([empty, blank, good], {PROBLEM.id: PROBLEM}, reward, rm)
+        assert positions[:2] == [[0], [blank.n_response - 1]] and scores[:2] == [[0.0], [0.0]]
+    assert all(steps == [good.steps] for steps in rm.calls)  # step-less rollouts never reach the model
+    batch = collate([empty, good], tok.pad_token_id, "cpu")
+    assert batch["mask"].sum(1).tolist() == [1.0, good.n_response]
+    nan_rm = FakeRM(lambda steps: [0.5, math.nan, 0.5])
+    with pytest.raises(ValueError, match=r"NaN|nan") as e:
+        score_rollouts([good], {PROBLEM.id: PROBLEM}, "process", nan_rm)
+    assert "hand-1" in str(e.value) and "step 2" in str(e.value)
+    with pytest.raises(ValueError, match="2 scores for 3 steps"):
+        score_rollouts([good], {PROBLEM.id: PROBLEM}, "outcome", FakeRM(lambda s: [0.5, 0.5]))
+    with pytest.raises(ValueError, match="needs a reward model"):
+        score_rollouts([good], {PROBLEM.id: PROBLEM}, "process")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="ppo.reward"):
+        PPOConfig(reward="dense")
+    with pytest.raises(ValueError, match="needs ppo.reward_model"):
+        PPOConfig(reward="process")
+    with pytest.raises(ValueError, match="temperature"):
+        PPOConfig(reward="answer", temperature=0.0)
+    with pytest.raises(ValueError, match="rft: n, batch_size"):
+        RFTConfig(k=0)
+    with pytest.raises(ValueError, match="rft"):
+        RFTConfig(lr=0.0)
+
+
+# ---- short runs on tiny models ----
+
+
+@pytest.fixture(scope="module")
+def reward_dirs(world, tmp_path_factory):
+    """A tiny PRM and ORM with their own tokenizer (not the policy's): scoring goes through text."""
+    problems, _ = world
+    tok = train_tokenizer([p.question + "\n" + p.solution for p in problems[:30]], vocab_size=300)
+    out = {}
+    for kind in ("prm", "orm"):
+        path = tmp_path_factory.mktemp(kind)
+        StepRewardModel(new_model(tok, "test", seed=3), tok, kind=kind).save_pretrained(path)
+        out[kind] = str(path)
+    return out
+
+
+def _cfg(**kw) -> PPOConfig:
+    base = dict(reward="answer", iterations=2, problems_per_iteration=4, samples_per_problem=2,
+                minibatch_size=4, max_new_tokens=24, eval_problems=3, eval_every=1, save_every=1, lr=1e-3)  # fmt: skip
+    return PPOConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("reward,rm", [("process", "prm"), ("outcome", "orm")])
+def test_ppo_changes_the_policy_and_keeps_kl_finite(world, tiny_model_dir, reward_dirs, tmp_path, reward, rm):
+    from prmkit.models import load_causal_lm
+    from prmkit.sample import SampleConfig, build_policy
+
+    problems, tok = world
+    init = tiny_model_dir(tok)
+    out = train_ppo(_cfg(reward=reward, reward_model=reward_dirs[rm]), init, problems[:8], tmp_path / "ppo",
+                    eval_problems=problems[40:], progress=False)  # fmt: skip
+    before, after = load_causal_lm(init), load_causal_lm(out)
+    changed = [not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True)]
+    assert all(changed)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [0, 1, 2]
+    assert "greedy_accuracy" in metrics[0] and "greedy_accuracy" in metrics[-1]
+    for m in metrics[1:]:
+        assert all(math.isfinite(v) for v in m.values())
+        for key in ("reward_score", "kl", "entropy", "clip_frac", "value_loss", "policy_loss", "t_generate"):
+            assert key in m
+    assert metrics[1]["kl"] == 0.0 and metrics[2]["kl"] != 0.0  # the first rollouts come from the reference
+    meta = json.loads((out / "prmkit_rl.json").read_text())
+    assert meta["config"]["reward"] == reward and meta["iterations"] == 2
+    sampled = build_policy(str(out), SampleConfig(max_new_tokens=8)).sample(["Question: x\nAnswer:\n"], n=2)
+    assert len(sampled[0]) == 2
+
+
+def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
+    problems, tok = world
+    init, cfg = tiny_model_dir(tok), _cfg(iterations=3)
+    real, calls = rollout_mod.sample_rollouts, []
+
+    def dies_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if killed during the third iteration
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rollout_mod, "sample_rollouts", dies_at_third)
+    out = tmp_path / "ppo"
+    with pytest.raises(KeyboardInterrupt):
+        train_ppo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
+    assert not out.exists()
+    state = torch.load(tmp_path / "ppo.checkpoints" / "state.pt", weights_only=False)
+    assert state["iteration"] == 2
+    first = (tmp_path / "ppo.checkpoints" / "metrics.jsonl").read_text().splitlines()
+    calls.clear()
+    monkeypatch.setattr(rollout_mod, "sample_rollouts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train_ppo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
+    assert len(calls) == 1  # only the third iteration ran again
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines[:3] == first and [json.loads(x)["iteration"] for x in lines] == [0, 1, 2, 3]
+    # and the resumed run ends where an uninterrupted one does
+    whole = train_ppo(cfg, init, problems[:8], tmp_path / "whole", eval_problems=problems[40:], progress=False)
+    from prmkit.models import load_causal_lm
+
+    a, b = load_causal_lm(out), load_causal_lm(whole)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    assert train_ppo(cfg, init, problems[:8], out) == out  # finished: returned as is
+
+
+def test_rft_dataset_keeps_distinct_correct_solutions():
+    p = Problem(id="a", question="q", answer="2", solution="1+1 = 2\n#### 2")
+    q = Problem(id="b", question="q2", answer="3")
+    sols = [Solution("a", i, t, [], correct=c) for i, (t, c) in enumerate(
+        [("x\n#### 2", True), ("x \n####  2", True), ("y\n#### 2", True), ("z\n#### 2", True), ("#### 5", False)]
+    )] + [Solution("b", 0, "w\n#### 3", [], correct=True)]  # fmt: skip
+    train, stats = rft_dataset([p, q], sols, max_per_problem=2)
+    assert [(x.id, x.solution) for x in train] == [
+        ("a", p.solution), ("a", "x\n#### 2"), ("a", "y\n#### 2"), ("b", "w\n#### 3")
+    ]  # fmt: skip
+    assert stats["correct"] == 5 and stats["distinct_correct"] == 3 and stats["references"] == 1
+    train, _ = rft_dataset([p, q], sols, with_reference=False)
+    assert len(train) == 4 and all(x.solution != p.solution for x in train)
+
+
+def test_rft_on_the_world_end_to_end(world, tiny_model_dir, tmp_path):
+    problems, tok = world
+    gen = tiny_model_dir(tok)
+    cfg = RFTConfig(k=2, max_new_tokens=12, max_steps=2, train_batch_size=4)
+    out = train_rft(cfg, gen, problems[:6], tmp_path / "rft", progress=False)
+    assert (out / "config.json").exists()
+    stats = json.loads((out / "prmkit_rl.json").read_text())
+    assert stats["samples"] == 12 and stats["examples"] == 6 + stats["distinct_correct"]
+    assert len((tmp_path / "rft.checkpoints" / "samples.jsonl").read_text().splitlines()) == 12
+    assert train_rft(cfg, gen, problems[:6], out) == out
+    bare = [Problem(p.id, p.question, p.answer) for p in problems[:2]]  # no references, nothing correct
+    with pytest.raises(ValueError, match="no correct sample"):
+        train_rft(RFTConfig(k=1, max_new_tokens=4), gen, bare, tmp_path / "none", progress=False)
+
+
+# ---- the command line ----
+
+
+def test_rl_help():
+    runner = CliRunner()
+    for cmd in ("ppo", "rft"):
+        result = runner.invoke(app, ["rl", cmd, "--help"])
+        assert result.exit_code == 0 and "--problems" in result.output
+    assert "--reward-model" in runner.invoke(app, ["rl", "ppo", "--help"]).output
+
+
+def test_rl_cli_on_gsm8k_lines(shared_data, world, tiny_model_dir, reward_dirs, tmp_path):
+    _, tok = world
+    policy, runner = tiny_model_dir(tok), CliRunner()
+    data = ["--source", "gsm8k", "--problems", str(shared_data / "gsm8k/train.jsonl"), "--limit", "4"]
+    sets = ["--set", "ppo.iterations=1", "--set", "ppo.problems_per_iteration=2", "--set", "ppo.max_new_tokens=16",
+            "--set", "ppo.samples_per_problem=2", "--set", "ppo.minibatch_size=2"]  # fmt: skip
+    args = ["rl", "ppo", "--policy", str(policy), *data, *sets]
+    evals = ["--eval-problems", str(shared_data / "gsm8k/test.jsonl"), "--eval-limit", "2"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "ppo"), "--reward-model", reward_dirs["prm"], *evals])
+    assert result.exit_code == 0, result.output
+    assert "ppo (process) 1 iterations" in result.stdout and (tmp_path / "ppo" / "config.json").exists()
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "x"), "--reward", "outcome"])
+    assert bad.exit_code == 2 and "needs ppo.reward_model" in bad.output
+    rft = ["rl", "rft", "--generator", str(policy), "--out", str(tmp_path / "rft"), *data,
+           "--set", "rft.k=2", "--set", "rft.max_new_tokens=8", "--set", "rft.max_steps=1"]  # fmt: skip
+    result = runner.invoke(app, rft)
+    assert result.exit_code == 0, result.output
+    assert "4 training examples" in result.stdout  # the 4 references; a random model solves nothing
