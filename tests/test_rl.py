@@ -260,8 +260,8 @@ def test_rft_dataset_keeps_distinct_correct_solutions():
 def test_rft_on_the_world_end_to_end(world, tiny_model_dir, tmp_path):
     problems, tok = world
     gen = tiny_model_dir(tok)
-    cfg = RFTConfig(k=2, max_new_tokens=12, max_steps=2, train_batch_size=4)
-    out = train_rft(cfg, gen, problems[:6], tmp_path / "rft", progress=False)
+    cfg = RFTConfig(k=2, max_problems=6, max_new_tokens=12, max_steps=2, train_batch_size=4)
+    out = train_rft(cfg, gen, problems, tmp_path / "rft", progress=False)  # the first 6 problems
     assert (out / "config.json").exists()
     stats = json.loads((out / "prmkit_rl.json").read_text())
     assert stats["samples"] == 12 and stats["examples"] == 6 + stats["distinct_correct"]

@@ -62,13 +62,13 @@ class PPOConfig:
     lam: float = 0.95
     clip: float = 0.2
     value_clip: float = 0.2
-    lr: float = 1e-4  # for the world's tiny models; the paper's 7B runs use rates below 1e-6
+    lr: float = 5e-5  # for the world's tiny models; the paper's 7B runs use rates below 1e-6
     critic_lr: float = 2e-4
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     iterations: int = 40
-    problems_per_iteration: int = 16
-    samples_per_problem: int = 4
+    problems_per_iteration: int = 32
+    samples_per_problem: int = 2
     ppo_epochs: int = 2
     minibatch_size: int = 16
     temperature: float = 0.7

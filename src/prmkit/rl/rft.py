@@ -11,7 +11,9 @@ first problem without samples; fine-tuning resumes from the Trainer's last check
 folder. ``OUT/prmkit_rl.json`` records what was kept.
 
 Departures: Yuan et al. sample 100 paths per problem and dedupe by the list of equations; here ``k``
-is small (the world's problems have few distinct paths) and texts are compared whole.
+is small (the world's problems have few distinct paths) and texts are compared whole. The default
+learning rate is low: on the world, fine-tuning the converged generator again at 5e-4 cost 5 points of
+greedy accuracy, at 5e-5 about 1.5 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from prmkit.types import Problem, Solution
 @dataclass(frozen=True)
 class RFTConfig:
     k: int = 16  # samples per training problem
+    max_problems: int = 0  # sample the first N training problems (0 = all)
     temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 256
     batch_size: int = 64  # rows per generation batch
     max_per_problem: int = 0  # distinct correct solutions kept per problem (0 = all)
     with_reference: bool = True
-    lr: float = 5e-4
+    lr: float = 5e-5  # low: re-warming a converged generator to a high rate costs accuracy
     epochs: float = 1.0
     max_steps: int = -1  # overrides epochs when > 0
     train_batch_size: int = 16
@@ -46,8 +49,8 @@ class RFTConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.max_per_problem < 0:
-            raise ValueError("rft.max_per_problem must be >= 0 (0 keeps all)")
+        if self.max_per_problem < 0 or self.max_problems < 0:
+            raise ValueError("rft: max_per_problem and max_problems must be >= 0 (0 = no limit)")
         if self.temperature <= 0:
             raise ValueError("rft.temperature must be > 0: at T=0 the k samples are one")
         self.sample_config()  # the two stages' own checks, with rft's names in the message
@@ -145,6 +148,7 @@ def train_rft(
     ckpt = checkpoint_dir(out_dir)
     stats_path = ckpt / "rft.json"
     if not (out_dir / "config.json").exists():
+        problems = problems[: cfg.max_problems] if cfg.max_problems else problems
         if not problems:
             raise ValueError("rft: no training problems")
         sample_cfg = cfg.sample_config()

@@ -4,8 +4,9 @@ A rollout is sampled by the policy backend (``HFPolicy`` on the live model, with
 its only record is text. ``encode_rollouts`` re-tokenises ``format_prompt(question) + text`` with the
 policy's fast tokenizer, and the "old" log-probabilities are then computed on exactly these ids, so
 old and new log-probabilities always share one tokenisation (the ids may differ from the sampled ones
-where BPE merges differently, or where the sampler emitted special tokens the decoder dropped; PPO
-then optimises the policy on what the text is, which is what the reward model judged).
+where BPE merges differently, where the sampler emitted special tokens the decoder drops, or bytes
+that decode to U+FFFD; PPO then optimises the policy on what the text is, which is what the reward
+model judged).
 
 Three facts are read from the character offsets of that tokenisation:
 
