@@ -54,6 +54,10 @@ def test_recipes_parse_and_stage_kinds_are_checked():
         DemoRecipe.from_dict({"demo": {"verifiers": ["prm", "critic"]}})
     with pytest.raises(ValueError, match="source gsm8k needs data.train and data.test"):
         DemoRecipe.from_dict({"data": {"source": "gsm8k"}})
+    with pytest.raises(ValueError, match="rl.methods need the verifier.*prm"):
+        DemoRecipe.from_dict({"rl": {"methods": ["process"]}, "demo": {"verifiers": ["orm"]}})
+    with pytest.raises(ValueError, match="ppo.reward is set per run by rl.methods"):
+        DemoRecipe.from_dict({"ppo": {"reward": "process"}})
 
 
 def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_path):
@@ -68,6 +72,10 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
         *[f"{stage}.{t}" for stage in ("prm", "orm", "value") for t in tiny],
         "demo.test_problems=3", "demo.pool_problems=4", "demo.pool_samples=2", "demo.label_solutions=4",
         "demo.score_batch_size=8",
+        "rl.methods=[rft, outcome, process]", "rl.seeds=2", "rl.bon_samples=2",
+        "ppo.iterations=1", "ppo.problems_per_iteration=2", "ppo.samples_per_problem=2", "ppo.minibatch_size=4",
+        "ppo.max_new_tokens=16", "ppo.eval_problems=2", "ppo.eval_every=1",
+        "rft.k=2", "rft.max_problems=4", "rft.max_new_tokens=16", "rft.max_steps=1", "rft.train_batch_size=4",
     ]  # fmt: skip
     recipe = load_recipe(ROOT / "recipes/gsm8k.yaml", sets)
     report = run_demo(recipe, tmp_path / "run")
@@ -89,3 +97,14 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
     assert "## Best-of-N, test split" in md and "![best-of-N on the test split](bon.png)" in md
     assert (tmp_path / "run" / "bon.png").stat().st_size > 0
     assert md == render_report(report)
+    # the RL section: every method for every seed, greedy accuracy on the same test problems
+    greedy = report["rl"]["greedy"]
+    assert list(greedy) == ["SFT", "RFT", "outcome PPO", "process PPO"]
+    assert [len(v["seeds"]) for v in greedy.values()] == [1, 2, 2, 2]
+    assert report["rl"]["verification"]["samples_per_problem"] == 2
+    assert "## Reinforcement learning" in md and "| process PPO |" in md
+    for name in ("rft-seed1", "outcome-seed0", "process-seed1"):
+        assert (tmp_path / "run" / "rl" / name / "config.json").exists()
+    # PPO's held-out curve used the test split's other problems, not the reported ones
+    metrics = (tmp_path / "run" / "rl" / "process-seed0" / "metrics.jsonl").read_text().splitlines()
+    assert metrics and "greedy_accuracy" in metrics[0]

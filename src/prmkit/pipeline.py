@@ -34,6 +34,9 @@ from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.reward.model import META_FILE
 from prmkit.reward.train import RewardConfig
 from prmkit.reward.value import ValueConfig
+from prmkit.rl.compare import RLConfig
+from prmkit.rl.ppo import PPOConfig
+from prmkit.rl.rft import RFTConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
 from prmkit.types import Problem, Solution
 from prmkit.world import SPLITS, WorldConfig, make_world
@@ -96,7 +99,7 @@ class DemoConfig:
 STAGE_CONFIGS = {
     "data": DataConfig, "world": WorldConfig, "sft": SFTConfig, "sample": SampleConfig,
     "annotate": AnnotateConfig, "prm": RewardConfig, "orm": RewardConfig, "value": ValueConfig,
-    "demo": DemoConfig,
+    "demo": DemoConfig, "ppo": PPOConfig, "rft": RFTConfig, "rl": RLConfig,
 }  # fmt: skip
 
 
@@ -111,6 +114,9 @@ class DemoRecipe:
     orm: RewardConfig
     value: ValueConfig
     demo: DemoConfig
+    ppo: PPOConfig
+    rft: RFTConfig
+    rl: RLConfig
 
     @classmethod
     def from_dict(cls, recipe: dict[str, Any]) -> DemoRecipe:
@@ -120,11 +126,23 @@ class DemoRecipe:
             values = dict(recipe.get(stage) or {})
             if config_cls is RewardConfig:  # the prm and orm stages: the kind is the stage's
                 values.setdefault("kind", stage)
+            if stage == "ppo":  # each PPO run's reward comes from rl.methods
+                for name in ("reward", "reward_model"):
+                    if name in values:
+                        raise ValueError(
+                            f"ppo.{name} is set per run by rl.methods (process, outcome, answer)"
+                        )
+                values["reward"] = "answer"
             configs[stage] = build(config_cls, values, stage)
             if config_cls is RewardConfig and configs[stage].kind != stage:
                 raise ValueError(
                     f"{stage}.kind: the {stage} stage trains a {stage}, not a {configs[stage].kind}"
                 )
+        missing = sorted(configs["rl"].verifiers() - set(configs["demo"].verifiers))
+        if missing:
+            raise ValueError(
+                f"rl.methods need the verifier(s) {', '.join(missing)}: add them to demo.verifiers"
+            )
         return cls(**configs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +200,8 @@ def stage_world(cfg: WorldConfig, run_dir: Path) -> dict[str, list[Problem]]:
 
 
 def stage_problems(recipe: DemoRecipe, run_dir: Path, timer: Timer) -> dict[str, list[Problem]]:
-    """Train, test (and, for the world, OOD) problems, cut to the recipe's sizes."""
+    """Train, test (and, for the world, OOD) problems cut to the recipe's sizes, and the test split's
+    remaining problems as ``held_out``."""
     data, demo = recipe.data, recipe.demo
     if data.source == "world":
         done = all(f.exists() for f in world_files(run_dir).values())
@@ -194,9 +213,11 @@ def stage_problems(recipe: DemoRecipe, run_dir: Path, timer: Timer) -> dict[str,
             "train": load_problems(data.source, data.train, split="train"),
             "test": load_problems(data.source, data.test, split="test"),
         }
+    n_test = demo.test_problems or len(splits["test"])
     out = {
         "train": splits["train"][: data.train_limit or None],
-        "test": splits["test"][: demo.test_problems or None],
+        "test": splits["test"][:n_test],
+        "held_out": splits["test"][n_test:],  # training curves (PPO); never reported as test
     }
     if demo.ood_problems and "ood" in splits:
         out["ood"] = splits["ood"][: demo.ood_problems]
@@ -367,14 +388,23 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
             oracle,
         )  # fmt: skip
         for name, probs in splits.items()
-        if name != "train"
+        if name not in ("train", "held_out")
     }
+    rl = None
+    if recipe.rl.methods:
+        from prmkit.rl.compare import run_rl
+
+        rl = run_rl(
+            recipe.rl, recipe.ppo, recipe.rft, generator, splits["train"], splits["test"], splits["held_out"],
+            models, recipe.sample, run_dir, timer,
+        )  # fmt: skip
     report = {
         "run_dir": str(run_dir),
         "recipe": recipe.to_dict(),
         "verifiers": info,
         "annotation_audit": audit,
         "splits": results,
+        "rl": rl,
         "timings": timer.times,
     }
     atomic_write_json(run_dir / "report.json", report)

@@ -161,6 +161,37 @@ def _quality(split: str, quality: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
+    greedy = rl["greedy"]
+    n_seeds = max(len(v["seeds"]) for v in greedy.values())
+    lines = [
+        "## Reinforcement learning",
+        "",
+        "Greedy accuracy on the test problems of the SFT generator and of each method started from it, one"
+        " run per seed (the paper's hypothesis: process PPO > outcome PPO > RFT > SFT).",
+        "",
+        "| policy | " + " | ".join(f"seed {i}" for i in range(n_seeds)) + " | mean ± std |",
+        "|---|" + "---|" * (n_seeds + 1),
+    ]
+    for name, r in greedy.items():
+        cells = [pct(x) for x in r["seeds"]] + [""] * (n_seeds - len(r["seeds"]))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(r['mean'])} ± {pct(r['std'])} |")
+    lines.append("")
+    ver = rl.get("verification")
+    if ver:
+        n = ver["samples_per_problem"]
+        rl_rows, sft_rows = at_n(ver["bon"], n), at_n(test_bon or [], n)
+        line = f"RL + verification at N={n}: the {ver['policy']} policy with PRM best-of-N (min) "
+        line += f"{pct(rl_rows['PRM best-of-N (min)']['accuracy'])}, majority voting {pct(rl_rows['majority']['accuracy'])}"
+        if "PRM best-of-N (min)" in sft_rows:
+            line += (
+                f"; the SFT generator with the same PRM {pct(sft_rows['PRM best-of-N (min)']['accuracy'])}, "
+                f"majority voting {pct(sft_rows['majority']['accuracy'])}"
+            )
+        lines += [line + ".", "", ver["bon_table"], ""]
+    return lines
+
+
 def render_report(report: dict[str, Any]) -> str:
     """The whole ``report.md``."""
     splits = report["splits"]
@@ -199,6 +230,8 @@ def render_report(report: dict[str, Any]) -> str:
         ]
         for split, q in quality.items():
             lines += _quality(split, q)
+    if report.get("rl"):
+        lines += _rl(report["rl"], splits.get("test", {}).get("bon"))
     total = sum(report["timings"].values())
     lines += ["## Time per stage", "", "| stage | seconds | share |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in report["timings"].items()]
