@@ -114,7 +114,9 @@ def test_rewards_land_on_the_step_ends(hand):
     logp = torch.full((1, T), -1.0)
     rewards, kl = token_rewards(logp, logp.clone(), torch.ones(1, T), positions, scores, kl_coef=0.04)
     assert kl.abs().sum() == 0
-    assert {i: v for i, v in enumerate(rewards[0].tolist()) if v} == dict(zip(r.step_ends, [0.25, 0.5, 0.75]))
+    assert {i: v for i, v in enumerate(rewards[0].tolist()) if v} == dict(
+        zip(r.step_ends, [0.25, 0.5, 0.75], strict=True)
+    )
     # outcome: the reward model's final score on the last token (the EOS); answer: the grade there
     assert score_rollouts([r], problems, "outcome", rm)[:2] == ([[T - 1]], [[0.75]])
     assert score_rollouts([r], problems, "answer")[:2] == ([[T - 1]], [[1.0]])
@@ -177,8 +179,18 @@ def reward_dirs(world, tmp_path_factory):
 
 
 def _cfg(**kw) -> PPOConfig:
-    base = dict(reward="answer", iterations=2, problems_per_iteration=4, samples_per_problem=2,
-                minibatch_size=4, max_new_tokens=24, eval_problems=3, eval_every=1, save_every=1, lr=1e-3)  # fmt: skip
+    base = dict(
+        reward="answer",
+        iterations=2,
+        problems_per_iteration=4,
+        samples_per_problem=2,
+        minibatch_size=4,
+        max_new_tokens=24,
+        eval_problems=3,
+        eval_every=1,
+        save_every=1,
+        lr=1e-3,
+    )
     return PPOConfig(**{**base, **kw})
 
 
@@ -189,8 +201,14 @@ def test_ppo_changes_the_policy_and_keeps_kl_finite(world, tiny_model_dir, rewar
 
     problems, tok = world
     init = tiny_model_dir(tok)
-    out = train_ppo(_cfg(reward=reward, reward_model=reward_dirs[rm]), init, problems[:8], tmp_path / "ppo",
-                    eval_problems=problems[40:], progress=False)  # fmt: skip
+    out = train_ppo(
+        _cfg(reward=reward, reward_model=reward_dirs[rm]),
+        init,
+        problems[:8],
+        tmp_path / "ppo",
+        eval_problems=problems[40:],
+        progress=False,
+    )
     before, after = load_causal_lm(init), load_causal_lm(out)
     changed = [not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True)]
     assert all(changed)
@@ -234,7 +252,9 @@ def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert lines[:3] == first and [json.loads(x)["iteration"] for x in lines] == [0, 1, 2, 3]
     # and the resumed run ends where an uninterrupted one does
-    whole = train_ppo(cfg, init, problems[:8], tmp_path / "whole", eval_problems=problems[40:], progress=False)
+    whole = train_ppo(
+        cfg, init, problems[:8], tmp_path / "whole", eval_problems=problems[40:], progress=False
+    )
     from prmkit.models import load_causal_lm
 
     a, b = load_causal_lm(out), load_causal_lm(whole)
@@ -245,13 +265,25 @@ def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
 def test_rft_dataset_keeps_distinct_correct_solutions():
     p = Problem(id="a", question="q", answer="2", solution="1+1 = 2\n#### 2")
     q = Problem(id="b", question="q2", answer="3")
-    sols = [Solution("a", i, t, [], correct=c) for i, (t, c) in enumerate(
-        [("x\n#### 2", True), ("x \n####  2", True), ("y\n#### 2", True), ("z\n#### 2", True), ("#### 5", False)]
-    )] + [Solution("b", 0, "w\n#### 3", [], correct=True)]  # fmt: skip
+    sols = [
+        Solution("a", i, t, [], correct=c)
+        for i, (t, c) in enumerate(
+            [
+                ("x\n#### 2", True),
+                ("x \n####  2", True),
+                ("y\n#### 2", True),
+                ("z\n#### 2", True),
+                ("#### 5", False),
+            ]
+        )
+    ] + [Solution("b", 0, "w\n#### 3", [], correct=True)]
     train, stats = rft_dataset([p, q], sols, max_per_problem=2)
     assert [(x.id, x.solution) for x in train] == [
-        ("a", p.solution), ("a", "x\n#### 2"), ("a", "y\n#### 2"), ("b", "w\n#### 3")
-    ]  # fmt: skip
+        ("a", p.solution),
+        ("a", "x\n#### 2"),
+        ("a", "y\n#### 2"),
+        ("b", "w\n#### 3"),
+    ]
     assert stats["correct"] == 5 and stats["distinct_correct"] == 3 and stats["references"] == 1
     train, _ = rft_dataset([p, q], sols, with_reference=False)
     assert len(train) == 4 and all(x.solution != p.solution for x in train)
@@ -283,21 +315,41 @@ def test_rl_help():
     assert "--reward-model" in runner.invoke(app, ["rl", "ppo", "--help"]).output
 
 
+def _sets(stage: str, *values: str) -> list[str]:
+    return [a for v in values for a in ("--set", f"{stage}.{v}")]
+
+
 def test_rl_cli_on_gsm8k_lines(shared_data, world, tiny_model_dir, reward_dirs, tmp_path):
     _, tok = world
     policy, runner = tiny_model_dir(tok), CliRunner()
     data = ["--source", "gsm8k", "--problems", str(shared_data / "gsm8k/train.jsonl"), "--limit", "4"]
-    sets = ["--set", "ppo.iterations=1", "--set", "ppo.problems_per_iteration=2", "--set", "ppo.max_new_tokens=16",
-            "--set", "ppo.samples_per_problem=2", "--set", "ppo.minibatch_size=2"]  # fmt: skip
+    sets = _sets("ppo", "iterations=1", "problems_per_iteration=2", "max_new_tokens=16", "minibatch_size=2")
     args = ["rl", "ppo", "--policy", str(policy), *data, *sets]
     evals = ["--eval-problems", str(shared_data / "gsm8k/test.jsonl"), "--eval-limit", "2"]
-    result = runner.invoke(app, [*args, "--out", str(tmp_path / "ppo"), "--reward-model", reward_dirs["prm"], *evals])
+    prm = ["--reward-model", reward_dirs["prm"]]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "ppo"), *prm, *evals])
     assert result.exit_code == 0, result.output
     assert "ppo (process) 1 iterations" in result.stdout and (tmp_path / "ppo" / "config.json").exists()
     bad = runner.invoke(app, [*args, "--out", str(tmp_path / "x"), "--reward", "outcome"])
     assert bad.exit_code == 2 and "needs ppo.reward_model" in bad.output
-    rft = ["rl", "rft", "--generator", str(policy), "--out", str(tmp_path / "rft"), *data,
-           "--set", "rft.k=2", "--set", "rft.max_new_tokens=8", "--set", "rft.max_steps=1"]  # fmt: skip
-    result = runner.invoke(app, rft)
+    rft = ["rl", "rft", "--generator", str(policy), "--out", str(tmp_path / "rft"), *data]
+    result = runner.invoke(app, [*rft, *_sets("rft", "k=2", "max_new_tokens=8", "max_steps=1")])
     assert result.exit_code == 0, result.output
     assert "4 training examples" in result.stdout  # the 4 references; a random model solves nothing
+
+
+def test_rl_cli_on_a_world_run_dir(world, tiny_model_dir, reward_dirs, tmp_path):
+    from prmkit.io import write_jsonl
+
+    problems, tok = world
+    write_jsonl(tmp_path / "run" / "world" / "train.jsonl", problems[:8])
+    write_jsonl(tmp_path / "run" / "world" / "test.jsonl", problems[40:43])
+    policy, runner = tiny_model_dir(tok), CliRunner()
+    sets = _sets("ppo", "iterations=1", "problems_per_iteration=2", "max_new_tokens=12")
+    args = ["rl", "ppo", "--policy", str(policy), "--problems", str(tmp_path / "run"), *sets]
+    orm = ["--reward", "outcome", "--reward-model", reward_dirs["orm"]]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), *orm])
+    assert result.exit_code == 0, result.output
+    assert "ppo (outcome) 1 iterations, greedy accuracy" in result.stdout  # on the run's test split
+    evals = (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()
+    assert list(json.loads(evals[0])) == ["iteration", "greedy_accuracy"]

@@ -96,7 +96,7 @@ def rft_dataset(
     """Training examples (one ``Problem`` per kept solution) and counts of what was kept.
 
     >>> p = Problem(id="a", question="1+1?", answer="2", solution="1+1 = 2\\n#### 2")
-    >>> texts = ["1+1=2\\n#### 2", "1+1=2\\n####  2", "1+1 = 2\\n#### 2", "#### 3"]  # the 3rd is the reference
+    >>> texts = ["1+1=2\\n#### 2", "1+1=2\\n####  2", "1+1 = 2\\n#### 2", "#### 3"]  # 3rd: the reference
     >>> sols = [Solution("a", i, t, [], correct=i < 3) for i, t in enumerate(texts)]
     >>> train, stats = rft_dataset([p], sols)
     >>> [x.solution for x in train], stats["distinct_correct"]
