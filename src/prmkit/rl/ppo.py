@@ -287,7 +287,7 @@ def train_ppo(
 
         writer = SummaryWriter(str(ckpt / "tensorboard"))
     log = JsonlAppender(metrics_path)
-    if start == 0 and evals:
+    if start == 0 and evals and not kept:  # kept: a run killed before its first save measured it
         log.write(
             {"iteration": 0, "greedy_accuracy": rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)}
         )
