@@ -12,7 +12,10 @@ fits its own data):
 - ``orm_same_data``: the ORM trained only on the PRM's solutions (how much do 4x more solutions give?);
 - ``active``: Lightman et al.'s active learning: the pool's wrong-answer solutions the PRM scores
   highest ("convincing wrong answers") are annotated and added, and the PRM retrained (does it learn
-  to reject what it overrates?).
+  to reject what it overrates?);
+- ``critique_orm``: Math-Minos' two stages: the generator first learns to write the oracle's step
+  critiques of the PRM's solutions, then the demo's ORM is trained from those weights;
+- ``orm_long``: the demo's ORM trained ``--long-epochs`` times longer (is it short of training?).
 
 Models go to RUN/ablation/. Prints one JSON line.
 
@@ -34,6 +37,7 @@ from prmkit.evaluate.verifier import verifier_quality
 from prmkit.io import read_jsonl, read_scores
 from prmkit.pipeline import DemoRecipe
 from prmkit.reward import score_solutions
+from prmkit.reward.critique import CritiqueConfig, train_critique
 from prmkit.reward.train import outcome_labels, train_reward
 from prmkit.sample import build_policy
 from prmkit.types import Problem, Solution, StepLabels
@@ -79,6 +83,7 @@ def main() -> None:
     ap.add_argument("--run-dir", default="runs/world")
     ap.add_argument("--active", type=int, default=1000, help="convincing wrong answers to annotate")
     ap.add_argument("--seen", type=int, default=2000, help="training solutions to measure the fit on")
+    ap.add_argument("--long-epochs", type=float, default=6.0, help="orm_long: epochs (0 = skip)")
     args = ap.parse_args()
     run = Path(args.run_dir)
     import yaml
@@ -122,6 +127,19 @@ def main() -> None:
     extra = [r for r in extra if not r.meta.get("skipped")]
     path = train_reward(recipe.prm, labels + extra, train_probs, out / "prm_active", default_init=gen)
     result["prm_active"] = measure("prm_active", path, "min", **common) | {"added_solutions": len(extra)}
+
+    stage1 = train_critique(CritiqueConfig(init=gen), seen, train_probs, out / "critique_stage1")
+    path = train_reward(
+        recipe.orm, outcome_labels(pool), train_probs, out / "critique_orm", default_init=str(stage1)
+    )
+    result["critique_orm"] = measure("critique_orm", path, "last", **common) | {
+        "critiqued_solutions": len(seen)
+    }
+
+    if args.long_epochs:
+        cfg = dataclasses.replace(recipe.orm, epochs=args.long_epochs, max_steps=-1)
+        path = train_reward(cfg, outcome_labels(pool), train_probs, out / "orm_long", default_init=gen)
+        result["orm_long"] = measure("orm_long", path, "last", **common) | {"epochs": args.long_epochs}
     print(json.dumps(result))
 
 

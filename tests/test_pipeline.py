@@ -47,7 +47,8 @@ def test_hypothesis_verdicts_by_hand():
 
 def test_recipes_parse_and_stage_kinds_are_checked():
     for path in sorted(ROOT.glob("recipes/*.yaml")):
-        DemoRecipe.from_dict(load_recipe(path))
+        recipe = DemoRecipe.from_dict(load_recipe(path))
+        assert DemoRecipe.from_dict(recipe.to_dict()) == recipe  # what the run directory keeps reads back
     with pytest.raises(ValueError, match="the orm stage trains a orm, not a prm"):
         DemoRecipe.from_dict({"orm": {"kind": "prm"}})
     with pytest.raises(ValueError, match="demo.verifiers: unknown critic"):

@@ -96,6 +96,7 @@ class DemoConfig:
             raise ValueError(f"demo.orm_data: unknown {self.orm_data!r}; valid: {', '.join(ORM_DATA)}")
 
 
+PER_RUN = ("reward", "reward_model")  # PPO fields that rl.methods sets for each run
 STAGE_CONFIGS = {
     "data": DataConfig, "world": WorldConfig, "sft": SFTConfig, "sample": SampleConfig,
     "annotate": AnnotateConfig, "prm": RewardConfig, "orm": RewardConfig, "value": ValueConfig,
@@ -127,7 +128,7 @@ class DemoRecipe:
             if config_cls is RewardConfig:  # the prm and orm stages: the kind is the stage's
                 values.setdefault("kind", stage)
             if stage == "ppo":  # each PPO run's reward comes from rl.methods
-                for name in ("reward", "reward_model"):
+                for name in PER_RUN:
                     if name in values:
                         raise ValueError(
                             f"ppo.{name} is set per run by rl.methods (process, outcome, answer)"
@@ -146,7 +147,11 @@ class DemoRecipe:
         return cls(**configs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: asdict(getattr(self, name)) for name in STAGE_CONFIGS}
+        """The resolved recipe, which ``from_dict`` reads back (PPO's reward fields are per run: left out)."""
+        out = {name: asdict(getattr(self, name)) for name in STAGE_CONFIGS}
+        for name in PER_RUN:
+            del out["ppo"][name]
+        return out
 
 
 class Timer:

@@ -147,7 +147,7 @@ def _audit(rows: list[dict]) -> list[str]:
 
 def _quality(split: str, quality: dict[str, dict]) -> list[str]:
     lines = [
-        f"**{split}** (all pool solutions; a step is judged good at score >= 0.5)",
+        f"**{split}** (every sampled solution of the split; a step is judged good at score >= 0.5)",
         "",
         "| verifier | step accuracy | first-error acc. (erroneous) | acc. (correct) | first-error F1 | "
         "final-answer judgement |",
@@ -175,7 +175,8 @@ def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
     ]
     for name, r in greedy.items():
         cells = [pct(x) for x in r["seeds"]] + [""] * (n_seeds - len(r["seeds"]))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(r['mean'])} ± {pct(r['std'])} |")
+        spread = f"{pct(r['mean'])} ± {pct(r['std'])}" if len(r["seeds"]) > 1 else pct(r["mean"])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} |")
     lines.append("")
     ver = rl.get("verification")
     if ver:
@@ -225,7 +226,8 @@ def render_report(report: dict[str, Any]) -> str:
             "",
             "Step accuracy and ProcessBench's first-error metrics with the world oracle's labels, on every"
             " sampled solution; final-answer judgement is Math-Minos' meta-evaluation (last step's score >= 0.5"
-            " against the graded answer).",
+            " against the graded answer). A solution whose answer is right by wrong reasoning counts as"
+            ' erroneous; "–" means the split has no solution without an error.',
             "",
         ]
         for split, q in quality.items():
