@@ -302,3 +302,14 @@ def test_orm_from_graded_samples_via_cli(tmp_path, tiny_model_dir):
     )
     assert res.exit_code == 0, res.output
     assert "4 training and 0 held-out solutions (orm)" in res.output
+
+
+def test_scoring_samples_of_unknown_problems_names_the_file(tmp_path):
+    from prmkit.reward import score_solutions
+    from prmkit.types import Solution
+
+    with pytest.raises(ValueError, match=r"s.jsonl: 1 problems of the samples not found, e.g. p9"):
+        score_solutions(
+            "unused", [Solution("p9", 0, "a", ["a"])], {}, tmp_path / "out.jsonl", origin="s.jsonl"
+        )
+    assert not (tmp_path / "out.jsonl").exists()  # nothing loaded, nothing written

@@ -446,7 +446,8 @@ def score(
 
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         sols = read_jsonl(samples, Solution)
-        new, old = score_solutions(model, sols, probs, out, batch_size, **({"format": fmt} if fmt else {}))
+        kw = {"format": fmt} if fmt else {}
+        new, old = score_solutions(model, sols, probs, out, batch_size, origin=str(samples), **kw)
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(f"{new} solutions scored ({old} already done) -> {out}")
@@ -642,9 +643,10 @@ def demo(
     set_: SetOpt = None,
 ):
     """Run the main job: problems -> sft -> sample a train pool -> annotate -> train PRM, ORM, value verifier
-    -> sample the test pool -> score -> best-of-N curves -> report.md, report.json and plots (resumable).
+    -> sample the test pool -> score -> best-of-N curves -> RL (RFT, outcome and process PPO) -> report.md,
+    report.json and plots. Resumable: finished stages are skipped.
 
-    The default recipe is the synthetic world (recipes/world.yaml, ~15 min on 2 CPU cores);
+    The default recipe is the synthetic world (recipes/world.yaml, ~23 min on 2 CPU cores, 8 of them RL);
     recipes/world-quick.yaml is a one-minute smoke run, recipes/gsm8k.yaml the real-data version for a GPU.
     """
     try:

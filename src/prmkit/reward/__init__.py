@@ -24,16 +24,17 @@ def load_reward_model(path_or_id: str, **kwargs):
 
 
 def score_solutions(
-    model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, **kwargs
-):
+    model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, origin: str = "score",
+    **kwargs,
+):  # fmt: skip
     """Append ``{problem_id, sample_id, scores}`` for every solution not yet in ``out_path`` (resumes),
     loading the reward model ``model`` (a path or id; ``kwargs`` go to ``load_reward_model``) only when
-    work is left. Returns (newly scored, already there)."""
+    work is left. ``origin`` (the samples file) heads error messages. Returns (newly scored, already there)."""
     from prmkit.io import open_appender
 
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
-        raise ValueError(f"score: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
+        raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
     appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]))
     todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
     bar = None
