@@ -128,20 +128,33 @@ def plot_bon(rows: list[dict], path: str | Path, title: str = "best-of-N") -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name in dict.fromkeys(r["strategy"] for r in rows):
+    names = list(dict.fromkeys(r["strategy"] for r in rows))
+    colors = plt.get_cmap("tab20" if len(names) > 10 else "tab10").colors
+    fig, ax = plt.subplots(figsize=(9.5, 4.6))
+    for i, name in enumerate(names):
         pts = [r for r in rows if r["strategy"] == name]
         ns = [r["n"] for r in pts]
         acc = [r["accuracy"] for r in pts]
-        ax.plot(ns, acc, marker="o", label=name)
+        # voting strategies dashed, verifier picks solid, pass@N dotted: 12 lines stay readable
+        style = (
+            ":"
+            if name == "pass@N"
+            else "--"
+            if ("SC" in name or "voting" in name or name == "majority")
+            else "-"
+        )
+        ax.plot(ns, acc, marker="o", markersize=4, linestyle=style, color=colors[i % len(colors)], label=name)
         ax.fill_between(ns, [a - r["ci95"] for a, r in zip(acc, pts, strict=True)],
-                        [a + r["ci95"] for a, r in zip(acc, pts, strict=True)], alpha=0.15)  # fmt: skip
+                        [a + r["ci95"] for a, r in zip(acc, pts, strict=True)],
+                        color=colors[i % len(colors)], alpha=0.07)  # fmt: skip
     ax.set_xscale("log", base=2)
+    all_n = sorted({r["n"] for r in rows})
+    ax.set_xticks(all_n, [str(n) for n in all_n])
     ax.set_xlabel("N samples per problem")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy (bands: 95 % intervals)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
