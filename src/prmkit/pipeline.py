@@ -37,7 +37,7 @@ from prmkit.reward.value import ValueConfig
 from prmkit.rl.compare import RLConfig
 from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
-from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
+from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
 from prmkit.types import Problem, Solution
 from prmkit.world import SPLITS, WorldConfig, make_world
 
@@ -325,10 +325,10 @@ def evaluate_split(
     demo = recipe.demo
     out: dict[str, Any] = {}
     if demo.greedy:
-        greedy_cfg = replace(recipe.sample, n=1, temperature=0.0)
-        out["greedy_accuracy"] = accuracy_summary(
-            _sample(f"{name}_greedy", problems, generator, greedy_cfg, run_dir, timer), ks=()
-        )["accuracy"]
+        out["greedy_accuracy"] = timer.run(
+            f"sample_{name}_greedy", greedy_accuracy, generator, problems, recipe.sample,
+            run_dir / f"samples_{name}_greedy.jsonl",
+        )  # fmt: skip
     cfg = replace(recipe.sample, n=n)
     sols = _sample(name, problems, generator, cfg, run_dir, timer)
     ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n)
@@ -401,7 +401,7 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
 
         rl = run_rl(
             recipe.rl, recipe.ppo, recipe.rft, generator, splits["train"], splits["test"], splits["held_out"],
-            models, recipe.sample, run_dir, timer,
+            models, recipe.sample, run_dir, timer, sft_greedy=results["test"].get("greedy_accuracy"),
         )  # fmt: skip
     report = {
         "run_dir": str(run_dir),

@@ -10,7 +10,7 @@ the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import comb
 from pathlib import Path
 
@@ -108,6 +108,15 @@ def sample_problems(
         bar.close()
     wanted = {p.id for p in problems}
     return [s for s in read_jsonl(out_path, Solution) if s.problem_id in wanted]
+
+
+def greedy_accuracy(
+    model: str | Path, problems: list[Problem], cfg: SampleConfig, out_path: str | Path
+) -> float:
+    """Accuracy of one greedy (T=0) solution per problem from ``model``, sampled into ``out_path`` (resumes)."""
+    greedy = replace(cfg, n=1, temperature=0.0)
+    solutions = sample_problems(build_policy(str(model), greedy), problems, greedy, out_path)
+    return accuracy_summary(solutions, ks=())["accuracy"]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 
 from prmkit.rl.ppo import PPOConfig, train_ppo
 from prmkit.rl.rft import RFTConfig, train_rft
-from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
+from prmkit.sample import SampleConfig, build_policy, greedy_accuracy, sample_problems
 from prmkit.types import Problem
 
 METHODS = ("rft", "outcome", "process", "answer")
@@ -62,13 +62,6 @@ def spread(xs: list[float]) -> dict[str, float]:
     }
 
 
-def _greedy(model: Path, problems: list[Problem], sample: SampleConfig, path: Path) -> float:
-    cfg = replace(sample, n=1, temperature=0.0)
-    return accuracy_summary(sample_problems(build_policy(str(model), cfg), problems, cfg, path), ks=())[
-        "accuracy"
-    ]
-
-
 def run_rl(
     cfg: RLConfig,
     ppo: PPOConfig,
@@ -81,6 +74,7 @@ def run_rl(
     sample: SampleConfig,
     run_dir: Path,
     timer,
+    sft_greedy: float | None = None,
 ) -> dict[str, Any]:
     """Train every method for every seed (each resumes or is skipped when finished), evaluate, and return
     ``{"greedy": {label: {"seeds": [...], "mean", "std"}}, "verification": {...}}``."""
@@ -90,16 +84,20 @@ def run_rl(
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     try:
-        return _run_rl(cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, timer)
+        return _run_rl(
+            cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, timer, sft_greedy
+        )
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_rl(
-    cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, timer
+    cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, timer, sft_greedy
 ) -> dict[str, Any]:
     out = run_dir / "rl"
-    greedy = {"SFT": [_greedy(generator, test, sample, run_dir / "samples_test_greedy.jsonl")]}
+    if sft_greedy is None:  # the demo measured it already unless demo.greedy is off
+        sft_greedy = greedy_accuracy(generator, test, sample, out / "samples_test_greedy_sft.jsonl")
+    greedy = {"SFT": [sft_greedy]}
     policies: dict[tuple[str, int], Path] = {}
     for method in cfg.methods:
         for seed in range(cfg.seeds):
@@ -129,7 +127,7 @@ def _run_rl(
                 )
             acc = timer.run(
                 f"rl_{name}_eval",
-                _greedy,
+                greedy_accuracy,
                 policies[(method, seed)],
                 test,
                 sample,
