@@ -2,19 +2,25 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is pinned to the CPU build present on the machine, so nothing pulls the CUDA wheels.
-TORCH ?= torch==2.13.0
+# Every package is installed at the version requirements.lock names (torch: the CPU build), so two
+# machines run the same code; pyproject.toml keeps ranges for library users. `make lock` refreshes it.
+LOCK := requirements.lock
+PIP_TOOLS ?= pip-tools==7.6.2
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup lock demo test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+lock: setup
+	$(PY) -m pip install --quiet "$(PIP_TOOLS)"
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file $(LOCK) pyproject.toml requirements/torch-cpu.in
 
 demo: setup
 	$(VENV)/bin/prmkit demo --recipe recipes/world.yaml --run-dir runs/world
