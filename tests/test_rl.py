@@ -139,10 +139,10 @@ def test_rollout_without_steps_and_bad_scores(world):
     assert all(steps == [good.steps] for steps in rm.calls)  # step-less rollouts never reach the model
     batch = collate([empty, good], tok.pad_token_id, "cpu")
     assert batch["mask"].sum(1).tolist() == [1.0, good.n_response]
-    nan_rm = FakeRM(lambda steps: [0.5, math.nan, 0.5])
-    with pytest.raises(ValueError, match=r"NaN|nan") as e:
-        score_rollouts([good], {PROBLEM.id: PROBLEM}, "process", nan_rm)
-    assert "hand-1" in str(e.value) and "step 2" in str(e.value)
+    nan_rm = FakeRM(lambda steps: [0.5, math.nan, 0.5])  # a step cut by the reward model's context
+    assert score_rollouts([good], {PROBLEM.id: PROBLEM}, "process", nan_rm)[1] == [[0.5, 0.0, 0.5]]
+    cut_orm = FakeRM(lambda s: [0.5, 0.5, math.nan])
+    assert score_rollouts([good], {PROBLEM.id: PROBLEM}, "outcome", cut_orm)[1] == [[0.0]]
     with pytest.raises(ValueError, match="2 scores for 3 steps"):
         score_rollouts([good], {PROBLEM.id: PROBLEM}, "outcome", FakeRM(lambda s: [0.5, 0.5]))
     with pytest.raises(ValueError, match="needs a reward model"):

@@ -3,6 +3,8 @@
 Aggregations of a solution's step scores into one solution score (``AGGREGATIONS``):
 ``min`` (Math-Shepherd), ``prod`` (Lightman et al.), ``last`` (an ORM's score sits at the last step),
 ``mean``. A ``nan`` step score (cut by the context length) counts as 0: unknown is not evidence of good.
+A solution without steps (empty or blank output) aggregates to 0 and is ranked below every solution
+with steps by ``best_of_n`` and ``top_k``; its missing answer never wins a vote.
 
 Selection strategies over one problem's candidates (``STRATEGIES``):
 
@@ -106,12 +108,14 @@ def group_answers(answers: list[str | None], kind: str) -> list[int]:
 
 
 def _vote(cands: list[Candidate], groups: list[int], weights: list[float]) -> Candidate:
-    """The first candidate of the group with the highest total weight (ties: the group seen first)."""
+    """The first candidate of the group with the highest total weight (ties: the group seen first).
+    The group of missing answers never wins while any answer exists."""
     total: dict[int, float] = {}
     for g, w in zip(groups, weights, strict=True):
         total[g] = total.get(g, 0.0) + w
-    best = max(total, key=lambda g: (total[g], -groups.index(g)))
-    return cands[groups.index(best)]
+    first = {g: groups.index(g) for g in total}
+    best = max(total, key=lambda g: (cands[first[g]].answer is not None, total[g], -first[g]))
+    return cands[first[best]]
 
 
 def select(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k: int = 3) -> bool:
@@ -123,16 +127,12 @@ def select(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k
     if strategy == "pass":
         return any(c.correct for c in cands)
     if strategy == "majority":
-        # a missing answer never wins a vote while any answer exists
-        groups = _groups(cands, kind)
-        return _vote(cands, groups, [0.0 if c.answer is None else 1.0 for c in cands]).correct
+        return _vote(cands, _groups(cands, kind), [1.0] * len(cands)).correct
     solution_scores = [aggregate(c.scores, how) for c in cands]
+    # best first; a candidate without steps (empty output) ranks below every candidate with steps
+    ranked = sorted(range(len(cands)), key=lambda i: (not cands[i].scores, -solution_scores[i], i))
     if strategy == "best_of_n":
-        return cands[max(range(len(cands)), key=lambda i: (solution_scores[i], -i))].correct
+        return cands[ranked[0]].correct
     if strategy == "top_k":
-        order = sorted(range(len(cands)), key=lambda i: (-solution_scores[i], i))[:k]
-        return select([cands[i] for i in sorted(order)], "majority", kind)
-    groups = _groups(cands, kind)  # weighted_sc
-    return _vote(
-        cands, groups, [0.0 if c.answer is None else s for c, s in zip(cands, solution_scores, strict=True)]
-    ).correct
+        return select([cands[i] for i in sorted(ranked[:k])], "majority", kind)
+    return _vote(cands, _groups(cands, kind), solution_scores).correct  # weighted_sc

@@ -11,7 +11,8 @@ Given step scores (``scores.jsonl`` from ``prmkit score``) for sampled world sol
   step's score is >= ``threshold``; accuracy against the graded answer. For an ORM or a value verifier
   this is the number that matters, independent of any best-of-N selection.
 
-Steps scored ``nan`` (cut by the context length) count as predicted bad.
+Steps scored ``nan`` (cut by the context length) count as predicted bad. A solution without steps
+(empty output) adds no step; its predicted first error is -1, and its final answer is judged wrong.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def verifier_quality(
             total += 1
         pred_first.append(first_below(row, threshold))
         true_first.append(first)
-        judged += (not math.isnan(row[-1]) and row[-1] >= threshold) == bool(s.correct)
+        final = row[-1] if row else math.nan  # no step: nothing says it is right
+        judged += (not math.isnan(final) and final >= threshold) == bool(s.correct)
     if not true_first:
         raise ValueError("no scored solutions match the samples")
     out = {"solutions": len(true_first), "steps": total, "step_accuracy": agree / total}
@@ -120,18 +122,22 @@ def data_quantity_curve(
                 "kind": kind,
                 "fraction": frac,
                 "labelled_solutions": len(subset),
-                "best_of_n": best_of_n(scores, test_solutions),
+                "best_of_n": best_of_n(scores, test_solutions, test_problems),
             }
             rows.append(m)
     return rows
 
 
-def best_of_n(scores: dict[tuple[str, int], list[float]], solutions: list[Solution]) -> float:
-    """Accuracy of picking, per problem, the solution with the highest min step score (all its samples)."""
-    best: dict[str, tuple[float, bool]] = {}
+def best_of_n(
+    scores: dict[tuple[str, int], list[float]], solutions: list[Solution], problems: dict[str, Problem]
+) -> float:
+    """Accuracy of picking, per problem, the solution with the highest min step score (all its samples),
+    by ``verify.select``: the rule every best-of-N in prmkit follows."""
+    from collections import defaultdict
+
+    from prmkit.verify import Candidate, select
+
+    pools: dict[str, list[Candidate]] = defaultdict(list)
     for s in solutions:
-        row = scores[(s.problem_id, s.sample_id)]
-        key = min((x for x in row if not math.isnan(x)), default=0.0)
-        if s.problem_id not in best or key > best[s.problem_id][0]:
-            best[s.problem_id] = (key, bool(s.correct))
-    return sum(c for _, c in best.values()) / len(best)
+        pools[s.problem_id].append(Candidate(s.answer, bool(s.correct), scores[(s.problem_id, s.sample_id)]))
+    return sum(select(c, "best_of_n", problems[pid].kind, "min") for pid, c in pools.items()) / len(pools)

@@ -19,9 +19,10 @@ Three facts are read from the character offsets of that tokenisation:
   is an action too) and the outcome reward sits on the last response token.
 
 Scores come from a reward model through text (``score(questions, steps)``), so its tokenizer may
-differ from the policy's. A NaN score (a step whose tag fell beyond the reward model's context) raises
-an error naming the problem. A rollout with no non-empty step is scored as one wrong step: score 0
-at its last token, for every reward kind, so an empty answer never beats a doubtful one.
+differ from the policy's. A NaN score (a step whose tag fell beyond the reward model's context; the
+scorer warns when it truncates) counts as 0, as in ``verify.aggregate``: unknown is not evidence of good.
+A rollout with no non-empty step is scored as one wrong step: score 0 at its last token, for every
+reward kind, so an empty answer never beats a doubtful one.
 """
 
 from __future__ import annotations
@@ -223,14 +224,7 @@ def score_rollouts(
                     f"reward model gave {len(scores)} scores for {len(r.steps)} steps "
                     f"(a rollout of problem {r.problem_id})"
                 )
-            bad = [k for k, s in enumerate(scores) if not math.isfinite(s)]
-            if bad:
-                raise ValueError(
-                    f"reward model gave {scores[bad[0]]} for step {bad[0] + 1} of {len(scores)} of a rollout "
-                    f"of problem {r.problem_id}; a step beyond the reward model's max_length scores NaN: "
-                    "lower ppo.max_new_tokens or use a reward model with a longer context"
-                )
-            step_scores[i] = [float(s) for s in scores]
+            step_scores[i] = [float(s) if math.isfinite(s) else 0.0 for s in scores]
     positions, values = [], []
     for i, r in enumerate(rollouts):
         last = r.n_response - 1
