@@ -242,7 +242,7 @@ def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_ppo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
     assert not out.exists()
-    state = torch.load(tmp_path / "ppo.checkpoints" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / "ppo.checkpoints" / "state.pt", weights_only=True)
     assert state["iteration"] == 2
     first = (tmp_path / "ppo.checkpoints" / "metrics.jsonl").read_text().splitlines()
     calls.clear()

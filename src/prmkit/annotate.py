@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prmkit.grading import extract_answer, grade_answer
-from prmkit.io import open_appender, read_jsonl
+from prmkit.io import open_appender, read_jsonl, write_source
 from prmkit.models import format_prompt
 from prmkit.policy import Policy
 from prmkit.sample import check_sampling
@@ -51,6 +51,8 @@ class AnnotateConfig:
     chunk: int = 16  # solutions annotated together (one batch of work, appended together)
     dedupe: bool = True
     seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the completer (a hub model's auto_map)
+    revision: str | None = None  # pin the completer's hub id to a branch, tag or commit
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -256,6 +258,8 @@ def annotate(
     position = {s.key: i for i, s in enumerate(todo)}
     writer, done = open_appender(out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}")
     todo = [s for s in todo if s.key not in done]
+    if todo:
+        write_source(out_path, getattr(policy, "source", {}))
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm

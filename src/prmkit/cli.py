@@ -33,6 +33,26 @@ SourceOpt = Annotated[
 ]
 SplitOpt = Annotated[str, typer.Option(help="Split to read: train, test or ood (world); train/test (hub).")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N problems.")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Run Python code shipped with the model (its config's auto_map); off: such a model is refused.",
+    ),
+]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option(help="Pin a hub model id to a branch, tag or commit; the commit used is recorded."),
+]
+
+
+def _hub(values: dict, trust_remote_code: bool, revision: str | None) -> dict:
+    """A stage's recipe values with --trust-remote-code / --revision applied (the command line wins)."""
+    if trust_remote_code:
+        values["trust_remote_code"] = True
+    if revision is not None:
+        values["revision"] = revision
+    return values
 
 
 def _fail(e: Exception) -> None:
@@ -108,6 +128,8 @@ def sample(
     limit: LimitOpt = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
 ):
     """Sample N solutions per problem (calculator on by default), grade them, print accuracy and pass@k."""
     try:
@@ -115,7 +137,8 @@ def sample(
         from prmkit.data import load_problems
         from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
 
-        cfg = build(SampleConfig, _recipe(recipe, set_).get("sample"), "sample")
+        values = _hub(dict(_recipe(recipe, set_).get("sample") or {}), trust_remote_code, revision)
+        cfg = build(SampleConfig, values, "sample")
         probs = load_problems(source, problems, split=split, limit=limit)
         sols = sample_problems(build_policy(model, cfg), probs, cfg, out)
     except (ValueError, OSError) as e:
@@ -137,6 +160,8 @@ def annotate(
     limit: LimitOpt = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
 ):
     """Label every step by Monte-Carlo completions (Math-Shepherd hard/soft estimates).
 
@@ -152,7 +177,8 @@ def annotate(
         from prmkit.sample import build_policy
         from prmkit.types import Solution
 
-        cfg = build(AnnotateConfig, _recipe(recipe, set_).get("annotate"), "annotate")
+        values = _hub(dict(_recipe(recipe, set_).get("annotate") or {}), trust_remote_code, revision)
+        cfg = build(AnnotateConfig, values, "annotate")
         probs = load_problems(source, problems, split=split)
         sols = read_jsonl(samples, Solution)
         labels = run_annotate(build_policy(model, cfg), sols, probs, cfg, out, limit=limit)
@@ -430,13 +456,17 @@ def score(
         str | None,
         typer.Option("--format", help="A released PRM's format: prmkit, math-shepherd, qwen-prm, trl."),
     ] = None,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
 ):
     """Score every step of every solution in one forward pass each: {problem_id, sample_id, scores}.
 
     A PRM gives P(good) per step; an ORM repeats its solution score at every step; a value verifier gives
     its value at each step's last token. Steps cut by the model's context length score NaN. Models trained
     by prmkit know their format; a released PRM needs --format (e.g. math-shepherd for
-    peiyi9979/math-shepherd-mistral-7b-prm, qwen-prm for Qwen/Qwen2.5-Math-PRM-7B).
+    peiyi9979/math-shepherd-mistral-7b-prm, qwen-prm for Qwen/Qwen2.5-Math-PRM-7B, which also needs
+    --trust-remote-code: its reward head is Python code shipped in the repository). Where the model came
+    from (a path, or a hub id and its commit) goes to OUT's .meta.json.
     """
     try:
         from prmkit.data import load_problems
@@ -447,7 +477,10 @@ def score(
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         sols = read_jsonl(samples, Solution)
         kw = {"format": fmt} if fmt else {}
-        new, old = score_solutions(model, sols, probs, out, batch_size, origin=str(samples), **kw)
+        new, old = score_solutions(
+            model, sols, probs, out, batch_size, origin=str(samples), trust_remote_code=trust_remote_code,
+            revision=revision, **kw,
+        )  # fmt: skip
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(f"{new} solutions scored ({old} already done) -> {out}")
@@ -590,6 +623,8 @@ def eval_processbench(
     limit: Annotated[
         int | None, typer.Option(help="Use N samples per file, spread evenly (files are ordered by label).")
     ] = None,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
 ):
     """ProcessBench: accuracy on erroneous and on correct samples and their harmonic mean (F1), per subset
     and averaged."""
@@ -603,9 +638,12 @@ def eval_processbench(
         if model:
             from prmkit.reward import load_reward_model
 
-            rm = load_reward_model(model, **({"format": fmt} if fmt else {}))
+            kw = {"format": fmt} if fmt else {}
+            rm = load_reward_model(model, trust_remote_code=trust_remote_code, revision=revision, **kw)
         preds = load_predictions(predictions) if predictions else None
         results = run_processbench(files, rm, preds, None if pick_threshold else threshold, limit)
+        if rm is not None:
+            results["model"] = rm.source
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(results))

@@ -30,7 +30,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         except FileNotFoundError:
             raise ValueError(f"{path}: recipe not found") from None
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: bad YAML: {e}") from None
+            raise ValueError(yaml_error(str(path), e)) from None
         if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
             raise ValueError(f"{path}: a recipe maps stage names to mappings of fields")
         recipe = {k: dict(v) for k, v in loaded.items()}
@@ -39,8 +39,22 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         stage, dot, name = key.partition(".")
         if not sep or not dot or not stage or not name:
             raise ValueError(f"--set {item!r}: expected stage.field=value, e.g. sft.lr=1e-3")
-        recipe.setdefault(stage, {})[name] = yaml.safe_load(value)
+        try:
+            recipe.setdefault(stage, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(yaml_error(f"--set {item!r}", e)) from None
     return recipe
+
+
+def yaml_error(where: str, e: yaml.YAMLError) -> str:
+    """One line for a YAML error: where (with the line), what, and why a Python tag is refused (recipes
+    are read with ``yaml.safe_load``, so a tag such as ``!!python/object`` never builds an object)."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None and not where.startswith("--set"):
+        where = f"{where}:{mark.line + 1}"
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    hint = " (recipes are data: Python tags are not read)" if "python/" in what else ""
+    return f"{where}: bad YAML: {what}{hint}"
 
 
 def build(cls: type[T], values: dict[str, Any] | None, stage: str) -> T:

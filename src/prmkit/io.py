@@ -7,7 +7,10 @@ them. Whole files (reports, configs) are written to a temporary file and renamed
 reader never sees half a file.
 
 Every parse error names the file, the 1-based line and, for a record that does not fit its type,
-the field.
+the field. Input files are data from anywhere, so reading is bounded: a line longer than
+``MAX_LINE_BYTES`` or a file of more than ``MAX_RECORDS`` records is refused with a located error after
+reading at most one line's limit of it (a 2 GB single-line file costs 16 MiB, not 2 GB); whole-file
+JSON is refused above ``MAX_JSON_BYTES``. Every reader takes its own limits as arguments.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from prmkit.types import Record, RecordError
 
 R = TypeVar("R", bound=Record)
 
+# Defaults, read at call time (a test or a caller may change them): a record is a few KB (a long
+# solution with its steps); a line of 16 MiB is no record, and 10 million records is 100 times the
+# largest file prmkit writes.
+MAX_LINE_BYTES = 16 << 20
+MAX_RECORDS = 10_000_000
+MAX_JSON_BYTES = 256 << 20  # a whole-file JSON (ProcessBench subsets are a few MB)
+
 
 class DataError(ValueError):
     """Bad input data, located: ``path:line: field 'x': message``."""
@@ -34,17 +44,33 @@ class DataError(ValueError):
         self.path, self.line, self.field = str(path), line, field
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; bad JSON raises a located DataError."""
+def iter_jsonl(
+    path: str | Path, max_line_bytes: int | None = None, max_records: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; bad JSON, a line longer than
+    ``max_line_bytes`` (default ``MAX_LINE_BYTES``) or more than ``max_records`` records (default
+    ``MAX_RECORDS``) raise a located DataError. Lines are read in pieces of at most the limit."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, None, "file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+    limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    most = MAX_RECORDS if max_records is None else max_records
+    records = 0
+    with path.open("rb") as f:
+        lineno = 0
+        while raw := f.readline(limit + 1):  # never more than limit + 1 bytes of one line in memory
+            lineno += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                raise DataError(path, lineno, f"line longer than {limit} bytes")
+            if not raw.strip():
                 continue
+            records += 1
+            if records > most:
+                raise DataError(path, lineno, f"more than {most} records")
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, f"not UTF-8 text (byte {e.start + 1})") from None
             except json.JSONDecodeError as e:
                 raise DataError(path, lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(obj, dict):
@@ -52,10 +78,28 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, obj
 
 
-def read_jsonl(path: str | Path, cls: type[R] | None = None) -> list[Any]:
-    """All records of a JSONL file, as dicts or (with ``cls``) as validated records."""
+def check_size(path: str | Path, max_bytes: int | None = None) -> Path:
+    """``path``, if it is no larger than ``max_bytes`` (default ``MAX_JSON_BYTES``): for readers of a
+    whole JSON file, which must hold all of it in memory."""
+    path = Path(path)
+    limit = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    if not path.exists():
+        raise DataError(path, None, "file not found")
+    size = path.stat().st_size
+    if size > limit:
+        raise DataError(path, None, f"file of {size} bytes is larger than the {limit} bytes read whole")
+    return path
+
+
+def read_jsonl(
+    path: str | Path,
+    cls: type[R] | None = None,
+    max_line_bytes: int | None = None,
+    max_records: int | None = None,
+) -> list[Any]:
+    """All records of a JSONL file, as dicts or (with ``cls``) as validated records (limits as ``iter_jsonl``)."""
     out = []
-    for lineno, obj in iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path, max_line_bytes, max_records):
         if cls is None:
             out.append(obj)
             continue
@@ -73,10 +117,12 @@ def require_fields(path: str | Path, lineno: int, obj: dict[str, Any], *fields: 
             raise DataError(path, lineno, f"missing field '{name}' (has: {', '.join(sorted(obj))})", name)
 
 
-def read_scores(path: str | Path) -> dict[tuple[str, int], list[float]]:
+def read_scores(
+    path: str | Path, max_line_bytes: int | None = None, max_records: int | None = None
+) -> dict[tuple[str, int], list[float]]:
     """A ``scores.jsonl`` (from ``prmkit score``) as step scores keyed by (problem_id, sample_id)."""
     out = {}
-    for lineno, r in iter_jsonl(path):
+    for lineno, r in iter_jsonl(path, max_line_bytes, max_records):
         require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
         out[(r["problem_id"], r["sample_id"])] = r["scores"]
     return out
@@ -87,29 +133,39 @@ def _dump(record: Record | dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def repair_tail(path: str | Path) -> bool:
-    """Truncate a torn last line (no trailing newline or not valid JSON). Returns True if it cut."""
+def repair_tail(path: str | Path, max_line_bytes: int | None = None) -> bool:
+    """Truncate a torn last line (no trailing newline or not valid JSON). Returns True if it cut.
+    A last line longer than ``max_line_bytes`` (default ``MAX_LINE_BYTES``) is an error, not torn."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return False
+    limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    chunk = 4096
     with path.open("rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        # find the start of the last line
-        pos, chunk = size, 4096
-        tail = b""
-        while pos > 0:
-            step = min(chunk, pos)
-            pos -= step
-            f.seek(pos)
-            tail = f.read(step) + tail
-            if tail.rstrip(b"\n").rfind(b"\n") >= 0:
+        size = f.seek(0, os.SEEK_END)
+        end = size  # the end of the last line that is not empty
+        while end > 0:
+            f.seek(max(0, end - chunk))
+            piece = f.read(min(chunk, end))
+            kept = piece.rstrip(b"\n")
+            end -= len(piece) - len(kept)
+            if kept:
                 break
-        body = tail.rstrip(b"\n")
-        cut = body.rfind(b"\n") + 1
-        last = body[cut:]
-        start = pos + cut
-        ok = tail.endswith(b"\n")
+        if end == 0:  # only newlines
+            return False
+        start, pieces = end, []  # the start of that line, and its pieces from the end
+        while start > 0:
+            f.seek(max(0, start - chunk))
+            piece = f.read(min(chunk, start))
+            cut = piece.rfind(b"\n") + 1
+            pieces.append(piece[cut:])
+            start -= len(piece) - cut
+            if end - start > limit:
+                raise DataError(path, None, f"last line longer than {limit} bytes")
+            if cut:
+                break
+        last = b"".join(reversed(pieces))
+        ok = end < size  # a newline follows it
         if ok:
             try:
                 json.loads(last)
@@ -152,13 +208,19 @@ class JsonlAppender:
         self.close()
 
 
-def open_appender(path: str | Path, key: Callable[[dict[str, Any]], Any]) -> tuple[JsonlAppender, set[Any]]:
-    """Resume an append-only JSONL output: repair a torn tail, return the appender and done keys."""
+def open_appender(
+    path: str | Path,
+    key: Callable[[dict[str, Any]], Any],
+    max_line_bytes: int | None = None,
+    max_records: int | None = None,
+) -> tuple[JsonlAppender, set[Any]]:
+    """Resume an append-only JSONL output: repair a torn tail, return the appender and done keys
+    (limits as ``iter_jsonl``)."""
     path = Path(path)
-    repair_tail(path)
+    repair_tail(path, max_line_bytes)
     done: set[Any] = set()
     if path.exists():
-        done = {key(obj) for _, obj in iter_jsonl(path)}
+        done = {key(obj) for _, obj in iter_jsonl(path, max_line_bytes, max_records)}
     return JsonlAppender(path), done
 
 
@@ -180,6 +242,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def meta_path(out_path: str | Path) -> Path:
+    """The metadata file beside an output JSONL: ``scores.jsonl`` -> ``scores.meta.json``."""
+    return Path(out_path).with_suffix(".meta.json")
+
+
+def write_source(out_path: str | Path, source: dict[str, Any], **extra: Any) -> None:
+    """Record beside ``out_path`` which model wrote it (``models.model_source``: a local path, or a hub id
+    and the commit it resolved to); nothing for a model given as an object."""
+    if source:
+        atomic_write_json(meta_path(out_path), {"model": source, **extra})
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> None:

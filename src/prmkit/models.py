@@ -12,6 +12,7 @@ as padding), and the step tag ``STEP_TAG`` that reward models read their scores 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -86,28 +87,102 @@ def new_model(tokenizer, size: str = "test", max_positions: int = 1024, seed: in
     return LlamaForCausalLM(config)
 
 
-def load_tokenizer(name_or_path: str | Path):
+REMOTE_CODE_FLAG = "--trust-remote-code"
+
+
+def remote_code_error(name_or_path: str | Path) -> ValueError:
+    """The one-line refusal for a model that needs its own Python code and was not trusted."""
+    return ValueError(
+        f"{name_or_path}: this model ships its own Python code (auto_map in its config), which prmkit runs "
+        f"only on request: pass {REMOTE_CODE_FLAG} (recipe: trust_remote_code: true) if you trust its source"
+    )
+
+
+def check_hub_fields(cfg, stage: str) -> None:
+    """Validate a stage config's ``trust_remote_code`` (a bool) and ``revision`` (a string: a hex commit
+    that YAML reads as a number must be quoted)."""
+    if not isinstance(cfg.trust_remote_code, bool):
+        raise ValueError(f"{stage}.trust_remote_code must be true or false, got {cfg.trust_remote_code!r}")
+    if cfg.revision is not None and not (isinstance(cfg.revision, str) and cfg.revision.strip()):
+        raise ValueError(
+            f"{stage}.revision must be a branch, tag or commit of a hub model (quoted), got {cfg.revision!r}"
+        )
+
+
+def hub_kwargs(
+    name_or_path: str | Path, trust_remote_code: bool = False, revision: str | None = None
+) -> dict:
+    """``from_pretrained`` keywords: remote code only when asked, and a pinned revision for hub ids only
+    (a revision beside a local directory would be silently ignored, so it is refused)."""
+    if revision is not None and Path(name_or_path).exists():
+        raise ValueError(f"{name_or_path}: a revision pins a hub model id; this is a local path")
+    return {"trust_remote_code": trust_remote_code, "revision": revision}
+
+
+def from_pretrained(
+    loader, name_or_path: str | Path, what: str, trust_remote_code=False, revision=None, **kw
+):
+    """``loader.from_pretrained`` with prmkit's errors: remote code refused in one line naming the model
+    and the flag, and a missing or unreadable model as a DataError."""
+    try:
+        return loader.from_pretrained(
+            str(name_or_path), **hub_kwargs(name_or_path, trust_remote_code, revision), **kw
+        )
+    except ValueError as e:
+        if "trust_remote_code" in str(e):  # transformers' refusal: several lines, not naming our flag
+            raise remote_code_error(name_or_path) from None
+        raise
+    except OSError as e:
+        raise DataError(name_or_path, None, f"cannot load {what}: {e}") from None
+
+
+def model_source(name_or_path: str | Path, model=None, revision: str | None = None) -> dict:
+    """Where a loaded model came from, for a run's metadata: the resolved path of a local directory, or a
+    hub id with the revision asked for and the commit it resolved to (the hub cache's snapshot that holds
+    its ``config.json``; older transformers also kept it as ``config._commit_hash``)."""
+    if Path(name_or_path).exists():
+        return {"path": str(Path(name_or_path).resolve())}
+    commit = getattr(getattr(model, "config", model), "_commit_hash", None)
+    if commit is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(str(name_or_path), "config.json", revision=revision)
+        except (ValueError, OSError):  # not a valid repo id: nothing to record
+            cached = None
+        found = (
+            re.search(r"/snapshots/([0-9a-f]{40})/", Path(cached).as_posix())
+            if isinstance(cached, str)
+            else None
+        )
+        commit = found.group(1) if found else None
+    return {"hub_id": str(name_or_path), "revision": revision, "commit": commit}
+
+
+def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, revision: str | None = None):
     """Load a tokenizer for generation: left padding and a pad token, whatever the model shipped."""
     from transformers import AutoTokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path))
-    except OSError as e:
-        raise DataError(name_or_path, None, f"cannot load a tokenizer: {e}") from None
+    tok = from_pretrained(AutoTokenizer, name_or_path, "a tokenizer", trust_remote_code, revision)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_causal_lm(name_or_path: str | Path, dtype: str = "auto"):
-    """Load any causal LM directory or hub id (eval mode); ``dtype`` "auto", "float32", "bfloat16"."""
+def load_causal_lm(
+    name_or_path: str | Path,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+):
+    """Load any causal LM directory or hub id (eval mode); ``dtype`` "auto", "float32", "bfloat16".
+    A model that needs its own code loads only with ``trust_remote_code``; ``revision`` pins a hub id."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=torch_dtype)
-    except OSError as e:
-        raise DataError(name_or_path, None, f"cannot load a causal LM: {e}") from None
+    model = from_pretrained(
+        AutoModelForCausalLM, name_or_path, "a causal LM", trust_remote_code, revision, dtype=torch_dtype
+    )
     return model.eval()

@@ -15,8 +15,8 @@ from math import comb
 from pathlib import Path
 
 from prmkit.grading import extract_answer, grade_answer
-from prmkit.io import open_appender, read_jsonl
-from prmkit.models import format_prompt
+from prmkit.io import open_appender, read_jsonl, write_source
+from prmkit.models import check_hub_fields, format_prompt
 from prmkit.policy import Policy, make_policy, policy_names
 from prmkit.steps import split_steps
 from prmkit.types import Problem, Solution
@@ -33,6 +33,8 @@ class SampleConfig:
     calculator: bool = True
     chunk: int = 64  # problems per append
     seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the model (a hub model's auto_map)
+    revision: str | None = None  # pin a hub model id to a branch, tag or commit
 
     def __post_init__(self):
         check_sampling(self, "sample")
@@ -46,6 +48,7 @@ def check_sampling(cfg, stage: str) -> None:
         raise ValueError(f"{stage}: n, batch_size, chunk and max_new_tokens must be >= 1")
     if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
         raise ValueError(f"{stage}: temperature must be >= 0 and top_p in (0, 1]")
+    check_hub_fields(cfg, stage)
 
 
 def make_solution(problem: Problem, sample_id: int, text: str, meta: dict | None = None) -> Solution:
@@ -71,6 +74,8 @@ def build_policy(model: str, cfg) -> Policy:
         calculator=cfg.calculator,
         batch_size=cfg.batch_size,
         max_new_tokens=cfg.max_new_tokens,
+        trust_remote_code=cfg.trust_remote_code,
+        revision=cfg.revision,
     )
 
 
@@ -80,6 +85,8 @@ def sample_problems(
     """Sample ``cfg.n`` solutions per problem into ``out_path`` (resuming), return all of them."""
     writer, done = open_appender(out_path, key=lambda r: r["problem_id"])
     todo = [p for p in problems if p.id not in done]
+    if todo:
+        write_source(out_path, getattr(policy, "source", {}))
     position = {p.id: i for i, p in enumerate(problems)}
     bar = None
     if progress and todo:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prmkit.models import check_hub_fields
+
 
 def check_training(cfg: Any, stage: str) -> None:
     """Validate the fields every training config shares (``__post_init__`` of each stage's config)."""
@@ -22,6 +24,7 @@ def check_training(cfg: Any, stage: str) -> None:
         raise ValueError(f"{stage}: lr must be > 0, batch_size and save_steps >= 1, max_length >= 8")
     if not 0 <= getattr(cfg, "eval_fraction", 0) < 1:
         raise ValueError(f"{stage}.eval_fraction must be in [0, 1)")
+    check_hub_fields(cfg, stage)
 
 
 def checkpoint_dir(out_dir: Path) -> Path:

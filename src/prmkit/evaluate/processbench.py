@@ -17,12 +17,13 @@ import json
 from pathlib import Path
 
 from prmkit.evaluate.verifier import first_below, first_error_f1
-from prmkit.io import DataError, iter_jsonl, require_fields
+from prmkit.io import DataError, check_size, iter_jsonl, require_fields
 
 
-def load_processbench(path: str | Path) -> list[dict]:
-    """Records of one ProcessBench file, checked: a JSON array whose items have id, problem, steps, label."""
-    path = Path(path)
+def load_processbench(path: str | Path, max_bytes: int | None = None) -> list[dict]:
+    """Records of one ProcessBench file, checked: a JSON array whose items have id, problem, steps, label.
+    A file larger than ``max_bytes`` (default ``io.MAX_JSON_BYTES``) is refused before it is read."""
+    path = check_size(path, max_bytes)
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)

@@ -86,12 +86,17 @@ class HFPolicy(Policy):
         stop: tuple[str, ...] = (),
         device: str = "auto",
         dtype: str = "auto",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
     ):
-        from prmkit.models import load_causal_lm, load_tokenizer
+        from prmkit.models import load_causal_lm, load_tokenizer, model_source
 
-        if isinstance(model, str | Path):
-            tokenizer = tokenizer or load_tokenizer(model)
-            model = load_causal_lm(model, dtype=dtype)
+        self.source: dict[str, Any] = {}
+        if isinstance(model, str | Path):  # code shipped with the model runs only with trust_remote_code
+            name, hub = model, {"trust_remote_code": trust_remote_code, "revision": revision}
+            model = load_causal_lm(name, dtype=dtype, **hub)
+            tokenizer = tokenizer or load_tokenizer(name, **hub)
+            self.source = model_source(name, model, revision)
         if tokenizer is None:
             raise ValueError("HFPolicy needs a tokenizer when given a model object")
         if device == "auto":

@@ -18,11 +18,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit.models import format_prompt
+from prmkit.io import atomic_write_json
+from prmkit.models import format_prompt, model_source
 from prmkit.training import check_training, checkpoint_dir, last_checkpoint, train_and_save, training_args
 from prmkit.types import Problem
 
 SCRATCH = "scratch:"
+SFT_META = "prmkit_sft.json"  # where the model started from: a path, or a hub id and its commit
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class SFTConfig:
     logging_steps: int = 50
     bf16: bool = False
     seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the model (a hub model's auto_map)
+    revision: str | None = None  # pin the model's hub id to a branch, tag or commit
 
     def __post_init__(self):
         check_training(self, "sft")
@@ -71,7 +75,8 @@ def init_model(cfg: SFTConfig, problems: list[Problem]):
         rng.shuffle(texts)
         tok = train_tokenizer(texts[:20000], vocab_size=cfg.vocab_size)
         return new_model(tok, cfg.model[len(SCRATCH) :], seed=cfg.seed), tok
-    return load_causal_lm(cfg.model, dtype="float32"), load_tokenizer(cfg.model)
+    hub = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
+    return load_causal_lm(cfg.model, dtype="float32", **hub), load_tokenizer(cfg.model, **hub)
 
 
 def tokenize_sft(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> tuple[list[dict], int]:
@@ -106,6 +111,11 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         model = new_model(tok, cfg.model[len(SCRATCH) :], seed=cfg.seed)
     else:
         model, tok = init_model(cfg, problems)
+    source = (
+        {"scratch": cfg.model}
+        if cfg.model.startswith(SCRATCH)
+        else model_source(cfg.model, model, cfg.revision)
+    )
     tok.padding_side = "right"
     rows, truncated = tokenize_sft(tok, _examples(problems), cfg.max_length)
     if truncated:
@@ -134,5 +144,6 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         model.generation_config.pad_token_id = tok.pad_token_id
         trainer.save_model(str(tmp))
         tok.save_pretrained(str(tmp))
+        atomic_write_json(tmp / SFT_META, {"model": source})
 
     return train_and_save(trainer, out_dir, save)  # "config.json exists" means finished

@@ -3,7 +3,8 @@ token-level value verifiers (Cobbe et al.), Math-Minos critique pre-training, an
 
 ``load_reward_model(path)`` gives whichever scorer a directory holds (its ``prmkit_reward.json`` says
 which); every one has ``score(questions, steps) -> list[list[float]]``. ``score_solutions`` scores a
-list of sampled solutions into a resumable ``scores.jsonl``.
+list of sampled solutions into a resumable ``scores.jsonl``, with where the model came from in
+``scores.meta.json``. Code shipped with a model runs only when asked (``trust_remote_code``).
 """
 
 import json
@@ -15,22 +16,29 @@ from prmkit.reward.value import ValueModel
 SCORE_CHUNK = 256  # solutions appended together; a killed run loses at most one chunk
 
 
-def load_reward_model(path_or_id: str, **kwargs):
-    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released)."""
+def load_reward_model(
+    path_or_id: str, trust_remote_code: bool = False, revision: str | None = None, **kwargs
+):
+    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released).
+    Code shipped with the model runs only with ``trust_remote_code``; ``revision`` pins a hub id."""
     meta = Path(path_or_id) / META_FILE
     if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == "value":
-        return ValueModel.from_pretrained(path_or_id)
-    return StepRewardModel.from_pretrained(path_or_id, **kwargs)
+        return ValueModel.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    return StepRewardModel.from_pretrained(
+        path_or_id, trust_remote_code=trust_remote_code, revision=revision, **kwargs
+    )
 
 
 def score_solutions(
     model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, origin: str = "score",
-    **kwargs,
+    trust_remote_code: bool = False, revision: str | None = None, **kwargs,
 ):  # fmt: skip
     """Append ``{problem_id, sample_id, scores}`` for every solution not yet in ``out_path`` (resumes),
-    loading the reward model ``model`` (a path or id; ``kwargs`` go to ``load_reward_model``) only when
-    work is left. ``origin`` (the samples file) heads error messages. Returns (newly scored, already there)."""
-    from prmkit.io import open_appender
+    loading the reward model ``model`` (a path or id; ``trust_remote_code``, ``revision`` and ``kwargs`` go
+    to ``load_reward_model``) only when work is left, and recording where it came from (a local path, or
+    a hub id and its commit) in ``io.meta_path(out_path)``. ``origin`` (the samples file) heads error
+    messages. Returns (newly scored, already there)."""
+    from prmkit.io import open_appender, write_source
 
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
@@ -43,7 +51,12 @@ def score_solutions(
 
         bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
     with appender:
-        rm = load_reward_model(str(model), **kwargs) if todo else None
+        rm = None
+        if todo:
+            rm = load_reward_model(
+                str(model), trust_remote_code=trust_remote_code, revision=revision, **kwargs
+            )
+            write_source(out_path, rm.source, **kwargs)
         for start in range(0, len(todo), SCORE_CHUNK):
             chunk = todo[start : start + SCORE_CHUNK]
             scores = rm.score(
@@ -62,4 +75,10 @@ def score_solutions(
     return len(todo), len(solutions) - len(todo)
 
 
-__all__ = ["StepRewardModel", "ValueModel", "format_for_scoring", "load_reward_model", "score_solutions"]
+__all__ = [
+    "StepRewardModel",
+    "ValueModel",
+    "format_for_scoring",
+    "load_reward_model",
+    "score_solutions",
+]

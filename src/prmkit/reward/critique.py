@@ -44,6 +44,8 @@ class CritiqueConfig:
     save_steps: int = 200
     logging_steps: int = 50
     bf16: bool = False
+    trust_remote_code: bool = False  # run Python code shipped with the init model (a hub model's auto_map)
+    revision: str | None = None  # pin the init model's hub id to a branch, tag or commit
 
     def __post_init__(self):
         check_training(self, "critique")
@@ -111,7 +113,7 @@ def train_critique(
     from transformers import DataCollatorForSeq2Seq, Trainer
 
     from prmkit.io import atomic_write_json
-    from prmkit.models import load_causal_lm, load_tokenizer
+    from prmkit.models import load_causal_lm, load_tokenizer, model_source
     from prmkit.policy.sft import tokenize_sft
     from prmkit.training import train_and_save, training_args
 
@@ -124,9 +126,10 @@ def train_critique(
     pairs, skipped = critique_pairs(solutions, problems, critiques)
     if not pairs:
         raise ValueError(f"critique: no solution has a critique ({skipped} skipped); pass --critiques")
-    tok = load_tokenizer(init)
+    hub = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
+    tok = load_tokenizer(init, **hub)
     tok.padding_side = "right"
-    model = load_causal_lm(init, dtype="float32")
+    model = load_causal_lm(init, dtype="float32", **hub)
     rows, truncated = tokenize_sft(tok, pairs, cfg.max_length)
     print(f"critique: {len(rows)} examples, {skipped} solutions without a critique, {truncated} truncated")
     trainer = Trainer(
@@ -145,6 +148,7 @@ def train_critique(
             "stage": "math-minos-1",
             "marker": MARKER,
             "init": init,
+            "init_source": model_source(init, model, cfg.revision),
             "examples": len(rows),
             "skipped": skipped,
         }

@@ -93,14 +93,23 @@ class StepRewardModel:
             ]
         ctx = getattr(model.config, "max_position_embeddings", None)
         self.max_length = max_length or ctx or 4096
+        self.source: dict[str, Any] = {}  # set by from_pretrained
 
     @classmethod
     def from_pretrained(
-        cls, path_or_id: str | Path, dtype: str = "auto", device: str | None = None, **overrides: Any
+        cls,
+        path_or_id: str | Path,
+        dtype: str = "auto",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        **overrides: Any,
     ) -> StepRewardModel:
         """Load a model directory or hub id (on the GPU when there is one); ``prmkit_reward.json``
-        (if any) gives kind/tag/labels, ``overrides`` (kind, tag, good, bad, max_length) win."""
-        from prmkit.models import load_causal_lm, load_tokenizer
+        (if any) gives kind/tag/labels, ``overrides`` (kind, tag, good, bad, max_length) win. Code shipped
+        with the model runs only with ``trust_remote_code``; ``revision`` pins a hub id. ``source``
+        records where the model came from (``models.model_source``)."""
+        from prmkit.models import load_causal_lm, load_tokenizer, model_source
 
         meta: dict[str, Any] = {}
         meta_path = Path(path_or_id) / META_FILE
@@ -110,12 +119,15 @@ class StepRewardModel:
         kw.update(overrides)
         import torch
 
+        hub = {"trust_remote_code": trust_remote_code, "revision": revision}
         if get_format(kw.get("format", "prmkit")).head == "cls":
-            model = load_token_classifier(path_or_id, dtype=dtype)
+            model = load_token_classifier(path_or_id, dtype=dtype, **hub)
         else:
-            model = load_causal_lm(path_or_id, dtype=dtype)
+            model = load_causal_lm(path_or_id, dtype=dtype, **hub)
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(model, load_tokenizer(path_or_id), **kw)
+        rm = cls(model, load_tokenizer(path_or_id, **hub), **kw)
+        rm.source = model_source(path_or_id, model, revision)
+        return rm
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -187,16 +199,28 @@ class StepRewardModel:
         return results
 
 
-def load_token_classifier(path_or_id: str | Path, dtype: str = "auto"):
-    """A two-class token head: Qwen2.5-Math-PRM's remote-code class, or a TRL token classifier."""
+def load_token_classifier(
+    path_or_id: str | Path, dtype: str = "auto", trust_remote_code: bool = False, revision: str | None = None
+):
+    """A two-class token head: Qwen2.5-Math-PRM's remote-code class (only with ``trust_remote_code``),
+    or a TRL token classifier."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 
+    from prmkit.models import from_pretrained, remote_code_error
+
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    config = AutoConfig.from_pretrained(str(path_or_id), trust_remote_code=True)
+    hub = {"trust_remote_code": trust_remote_code, "revision": revision}
+    config = from_pretrained(AutoConfig, path_or_id, "a model config", **hub)
     if any("ProcessRewardModel" in a for a in (config.architectures or [])):  # Qwen2.5-Math-PRM
-        return AutoModel.from_pretrained(str(path_or_id), dtype=torch_dtype, trust_remote_code=True).eval()
-    return AutoModelForTokenClassification.from_pretrained(str(path_or_id), dtype=torch_dtype).eval()
+        # its config is a stock Qwen2 one, so without remote code AutoModel would quietly build a
+        # Qwen2Model without the reward head: refuse instead
+        if not trust_remote_code:
+            raise remote_code_error(path_or_id)
+        return from_pretrained(AutoModel, path_or_id, "a PRM", **hub, dtype=torch_dtype).eval()
+    return from_pretrained(
+        AutoModelForTokenClassification, path_or_id, "a token classifier", **hub, dtype=torch_dtype
+    ).eval()
 
 
 def write_meta(out_dir: str | Path, meta: dict[str, Any]) -> None:

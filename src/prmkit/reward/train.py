@@ -49,6 +49,8 @@ class RewardConfig:
     save_steps: int = 200
     logging_steps: int = 50
     bf16: bool = False
+    trust_remote_code: bool = False  # run Python code shipped with the init model (a hub model's auto_map)
+    revision: str | None = None  # pin the init model's hub id to a branch, tag or commit
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -232,7 +234,9 @@ def train_reward(
     init = cfg.init or default_init
     if not init:
         raise ValueError("reward: no model to start from; set reward.init or pass --init")
-    rm = StepRewardModel.from_pretrained(init, dtype="float32", kind=cfg.kind)
+    rm = StepRewardModel.from_pretrained(
+        init, dtype="float32", kind=cfg.kind, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision
+    )
     rows = build_examples(labels, problems, cfg, rm.tokenizer, rm.tag)
     if not rows:
         raise ValueError("reward: no supervised steps in the labels (all skipped or unlabelled?)")
@@ -255,7 +259,12 @@ def train_reward(
     def save(tmp: Path, metrics: dict) -> None:
         trainer.save_model(str(tmp))
         rm.tokenizer.save_pretrained(str(tmp))
-        extra = {"label": cfg.label, "first_error_only": cfg.first_error_only, "eval": metrics}
+        extra = {
+            "label": cfg.label,
+            "first_error_only": cfg.first_error_only,
+            "eval": metrics,
+            "init": rm.source,
+        }
         write_meta(tmp, {**rm.meta(), **extra})
 
     return train_and_save(trainer, out_dir, save, evaluate=bool(eval_rows))  # "config.json exists": finished

@@ -59,6 +59,8 @@ class ValueConfig:
     save_steps: int = 200
     logging_steps: int = 50
     bf16: bool = False
+    trust_remote_code: bool = False  # run Python code shipped with the init model (a hub model's auto_map)
+    revision: str | None = None  # pin the init model's hub id to a branch, tag or commit
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -133,21 +135,27 @@ class ValueModel:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.max_length = max_length or getattr(lm.config, "max_position_embeddings", None) or 4096
+        self.source: dict[str, Any] = {}  # set by from_pretrained
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "auto", device: str | None = None) -> ValueModel:
+    def from_pretrained(
+        cls, path: str | Path, dtype: str = "auto", device: str | None = None, trust_remote_code: bool = False
+    ) -> ValueModel:
+        """A value verifier's directory (local: its head file sits beside the LM)."""
         import torch
         from safetensors.torch import load_file
 
-        from prmkit.models import load_causal_lm, load_tokenizer
+        from prmkit.models import load_causal_lm, load_tokenizer, model_source
 
-        lm = attach_head(load_causal_lm(path, dtype=dtype))
         head = Path(path) / HEAD_FILE
         if not head.is_file():
             raise ValueError(f"{path}: no {HEAD_FILE}; is this a value model from prmkit train value?")
+        lm = attach_head(load_causal_lm(path, dtype=dtype, trust_remote_code=trust_remote_code))
         lm.value_head.load_state_dict({k: v.to(lm.dtype) for k, v in load_file(str(head)).items()})
         lm = lm.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(lm.eval(), load_tokenizer(path))
+        vm = cls(lm.eval(), load_tokenizer(path, trust_remote_code=trust_remote_code))
+        vm.source = model_source(path)
+        return vm
 
     def save_pretrained(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """The LM as a plain HF directory, ``value_head.safetensors`` and ``prmkit_reward.json``."""
@@ -274,7 +282,7 @@ def train_value(
     import datasets
     import torch
 
-    from prmkit.models import load_causal_lm, load_tokenizer
+    from prmkit.models import load_causal_lm, load_tokenizer, model_source
     from prmkit.reward.train import _split
     from prmkit.training import train_and_save, training_args
 
@@ -284,9 +292,11 @@ def train_value(
     init = cfg.init or default_init
     if not init:
         raise ValueError("value: no model to start from; set value.init or pass --init")
-    tok = load_tokenizer(init)
+    hub = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
+    tok = load_tokenizer(init, **hub)
     torch.manual_seed(cfg.seed)  # the head's initialisation
-    lm = attach_head(load_causal_lm(init, dtype="float32"), cfg.resid_dropout)
+    lm = attach_head(load_causal_lm(init, dtype="float32", **hub), cfg.resid_dropout)
+    source = model_source(init, lm, cfg.revision)
     rows = build_value_examples(solutions, problems, cfg, tok)
     if not rows:
         raise ValueError("value: no graded solutions to train on (correct is null everywhere?)")
@@ -312,6 +322,7 @@ def train_value(
             "lm_coef": cfg.lm_coef,
             "resid_dropout": cfg.resid_dropout,
             "eval": metrics,
+            "init": source,
         }
         ValueModel(lm.eval(), tok).save_pretrained(tmp, extra)
 

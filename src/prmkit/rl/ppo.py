@@ -39,6 +39,7 @@ import copy
 import math
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -47,6 +48,7 @@ from pathlib import Path
 import torch
 
 from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, write_jsonl
+from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
 from prmkit.training import checkpoint_dir
 from prmkit.types import Problem
@@ -78,8 +80,11 @@ class PPOConfig:
     eval_problems: int = 100  # held-out problems for greedy accuracy (0 = none)
     eval_every: int = 10
     seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the policy (a hub model's auto_map)
+    revision: str | None = None  # pin the policy's hub id to a branch, tag or commit
 
     def __post_init__(self):
+        check_hub_fields(self, "ppo")
         for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"ppo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")
@@ -192,6 +197,8 @@ class Critic(torch.nn.Module):
 
 
 def _save_state(path: Path, iteration: int, **parts) -> None:
+    """Tensors and plain values only (state dicts, the RNG states as a byte tensor and a tuple of ints),
+    so ``_load_state`` can read the file with torch's weights-only unpickler."""
     state = {name: part.state_dict() for name, part in parts.items()}
     state.update(iteration=iteration, torch_rng=torch.get_rng_state(), python_rng=random.getstate())
     tmp = path.with_name(path.name + ".tmp")
@@ -200,10 +207,28 @@ def _save_state(path: Path, iteration: int, **parts) -> None:
 
 
 def _load_state(path: Path, device, **parts) -> int:
-    """Restore what ``_save_state`` wrote; the iteration to continue from (0 without a state)."""
+    """Restore what ``_save_state`` wrote; the iteration to continue from (0 without a state).
+
+    A run directory may come from someone else (a shared disk, a downloaded run), so the file is read
+    with ``weights_only=True``: a pickle that would build any object other than tensors, containers and
+    numbers (and so could run code) is refused with a ValueError naming the file, never executed."""
+    import pickle
+
     if not path.exists():
         return 0
-    state = torch.load(path, map_location=device, weights_only=False)  # our own file
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        called = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))  # torch's text; not its advice
+        why = f"it would call {called.group(1)}" if called else "it is not a file of tensors and plain values"
+        raise ValueError(
+            f"{path}: not a PPO state prmkit wrote (refused to unpickle it: {why}); "
+            "delete it to start this PPO run over"
+        ) from None
+    expected = {*parts, "iteration", "torch_rng", "python_rng"}
+    if not isinstance(state, dict) or not expected <= set(state):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not a PPO state prmkit wrote (expected {sorted(expected)}, got {have})")
     for name, part in parts.items():
         part.load_state_dict(state[name])
     torch.set_rng_state(state["torch_rng"])
@@ -238,7 +263,7 @@ def train_ppo(
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
-    from prmkit.models import load_causal_lm, load_tokenizer
+    from prmkit.models import load_causal_lm, load_tokenizer, model_source
     from prmkit.policy.hf import HFPolicy
 
     out_dir = Path(out_dir)
@@ -250,17 +275,19 @@ def train_ppo(
     ckpt = checkpoint_dir(out_dir)
     ckpt.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tok = load_tokenizer(policy_dir)
+    hub = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
+    tok = load_tokenizer(policy_dir, **hub)
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"ppo: {policy_dir} needs a fast tokenizer (character offsets place the rewards)")
-    policy = load_causal_lm(policy_dir, dtype="float32").to(device)
-    ref = load_causal_lm(policy_dir, dtype="float32").to(device).requires_grad_(False)
+    policy = load_causal_lm(policy_dir, dtype="float32", **hub).to(device)
+    ref = load_causal_lm(policy_dir, dtype="float32", **hub).to(device).requires_grad_(False)
+    source = model_source(policy_dir, policy, cfg.revision)
     critic = Critic(policy).to(device)
     reward_model = None
     if cfg.reward != "answer":
         from prmkit.reward import load_reward_model
 
-        reward_model = load_reward_model(cfg.reward_model)
+        reward_model = load_reward_model(cfg.reward_model, trust_remote_code=cfg.trust_remote_code)
     opt = torch.optim.AdamW(
         [{"params": policy.parameters(), "lr": cfg.lr}, {"params": critic.parameters(), "lr": cfg.critic_lr}],
         weight_decay=0.0,
@@ -344,7 +371,8 @@ def train_ppo(
     metrics = read_jsonl(metrics_path)
     atomic_write_json(
         tmp / "prmkit_rl.json",
-        {"method": "ppo", "policy": str(policy_dir), "config": asdict(cfg), **_summary(metrics)},
+        {"method": "ppo", "policy": str(policy_dir), "policy_source": source, "config": asdict(cfg)}
+        | _summary(metrics),
     )
     tmp.rename(out_dir)  # "config.json exists" means finished
     return out_dir

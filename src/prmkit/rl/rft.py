@@ -47,6 +47,8 @@ class RFTConfig:
     max_length: int = 512
     save_steps: int = 200
     seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the generator (a hub model's auto_map)
+    revision: str | None = None  # pin the generator's hub id to a branch, tag or commit
 
     def __post_init__(self):
         if self.max_per_problem < 0 or self.max_problems < 0:
@@ -65,6 +67,8 @@ class RFTConfig:
                 max_new_tokens=self.max_new_tokens,
                 batch_size=self.batch_size,
                 seed=self.seed,
+                trust_remote_code=self.trust_remote_code,
+                revision=self.revision,
             )
         except ValueError as e:
             raise ValueError(f"rft: {str(e).removeprefix('sample: ').replace('sample.', 'rft.')}") from None
@@ -81,6 +85,8 @@ class RFTConfig:
                 max_length=self.max_length,
                 save_steps=self.save_steps,
                 seed=self.seed,
+                trust_remote_code=self.trust_remote_code,
+                revision=self.revision,
             )
         except ValueError as e:
             raise ValueError(f"rft: {str(e).removeprefix('sft: ')}") from None
