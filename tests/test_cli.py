@@ -106,14 +106,17 @@ def test_demo_quick_smoke_and_resume(tmp_path):
 
 
 def test_verifiers_start_from_the_run_directorys_generator(tmp_path):
-    from prmkit.cli import _with_init
+    from prmkit.cli import _verifier_config
 
     (tmp_path / "generator").mkdir()
     (tmp_path / "generator" / "config.json").write_text("{}")
-    assert _with_init({}, None, str(tmp_path))["init"] == str(tmp_path / "generator")
-    assert _with_init({"init": "recipe-model"}, None, str(tmp_path))["init"] == "recipe-model"
-    assert (
-        _with_init({"init": "recipe-model"}, "Qwen/Qwen2.5-Math-1.5B", str(tmp_path))["init"]
-        == "Qwen/Qwen2.5-Math-1.5B"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("prm: {init: recipe-model}\n")
+    assert _verifier_config("prm", None, None, None, str(tmp_path)).init == str(tmp_path / "generator")
+    assert _verifier_config("orm", recipe, None, None, str(tmp_path)).init == str(tmp_path / "generator")
+    assert _verifier_config("prm", recipe, None, None, str(tmp_path)).init == "recipe-model"
+    cfg = _verifier_config(
+        "value", None, ["value.init=recipe-model"], "Qwen/Qwen2.5-Math-1.5B", str(tmp_path)
     )
-    assert "init" not in _with_init({}, None, str(tmp_path / "problems.jsonl"))
+    assert cfg.init == "Qwen/Qwen2.5-Math-1.5B"
+    assert _verifier_config("critique", None, None, None, str(tmp_path / "problems.jsonl")).init == ""

@@ -27,7 +27,7 @@ def test_errors_name_what_is_wrong(tmp_path):
         load_recipe(None, ["lr=3"])
     with pytest.raises(ValueError, match="recipe not found"):
         load_recipe(tmp_path / "none.yaml")
-    with pytest.raises(ValueError, match="unknown stage.*sftt; valid: data, world, sft"):
+    with pytest.raises(ValueError, match="unknown stage 'sftt'; valid: data, world, sft"):
         DemoRecipe.from_dict({"sftt": {}})
     with pytest.raises(ValueError, match="sample.backend: unknown 'vlm'; valid: hf"):
         build(SampleConfig, {"backend": "vlm"}, "sample")

@@ -10,7 +10,8 @@ import math
 import pytest
 
 from prmkit.config import load_recipe
-from prmkit.policy.base import Completion, Policy, make_policy, register_policy
+from prmkit.policy import base
+from prmkit.policy.base import Completion, Policy, make_policy
 from prmkit.sample import make_solution
 from prmkit.types import Problem, Solution
 from prmkit.verify import Candidate, select
@@ -37,9 +38,6 @@ class DegeneratePolicy(Policy):
         rows = self.inner.generate(prompts, n, **kwargs)
         cases = [Completion(text, len(text), finish) for text, finish in DEGENERATE.values()]
         return [[cases[i] if i < len(cases) else c for i, c in enumerate(row)] for row in rows]
-
-
-register_policy("degenerate")(DegeneratePolicy)
 
 
 def test_degenerate_solution_records():
@@ -87,13 +85,14 @@ def test_ppo_rewards_for_degenerate_rollouts(world, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_takes_degenerate_samples_through_every_stage(tmp_path):
+def test_demo_takes_degenerate_samples_through_every_stage(tmp_path, monkeypatch):
     """The quick demo with a generator that emits every degenerate case: it reaches its report."""
+    monkeypatch.setitem(base._REGISTRY, "degenerate", DegeneratePolicy)  # this test's backend only
     from prmkit.io import read_jsonl, read_scores
     from prmkit.pipeline import run_demo
 
     sets = [
-        "sft.max_steps=4", "sample.backend=degenerate", "sample.n=8", "annotate.backend=degenerate",
+        "sft.max_steps=4", "prm.max_steps=2", "orm.max_steps=2", "value.max_steps=2", "sample.backend=degenerate", "sample.n=8", "annotate.backend=degenerate",
         "demo.pool_problems=6", "demo.pool_samples=8", "demo.label_solutions=0", "demo.test_problems=4",
         "demo.ood_problems=2", "demo.ood_samples=8", "demo.audit_solutions=2",
         "rl.methods=[outcome, process]", "rl.seeds=1", "rl.bon_samples=8",

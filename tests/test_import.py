@@ -52,6 +52,6 @@ def test_import_then_train_a_prm(shared_data, tmp_path, tiny_model_dir):
     tiny_model_dir(tok, "init")
     res = runner.invoke(app, ["train", "prm", "--labels", str(out / "labels.jsonl"), "--problems", str(out / "problems.jsonl"),
                               "--source", "problems", "--init", str(tmp_path / "init"), "--out", str(tmp_path / "prm"),
-                              "--set", "reward.max_steps=2", "--set", "reward.batch_size=4", "--set", "reward.eval_fraction=0"])  # fmt: skip
+                              "--set", "prm.max_steps=2", "--set", "prm.batch_size=4", "--set", "prm.eval_fraction=0"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (tmp_path / "prm" / "prmkit_reward.json").exists()

@@ -53,9 +53,9 @@ def test_step_targets_hard_soft_first_error_orm():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="reward.kind"):
+    with pytest.raises(ValueError, match="kind: unknown"):
         RewardConfig(kind="value")
-    with pytest.raises(ValueError, match="reward.label"):
+    with pytest.raises(ValueError, match="prm.label"):
         RewardConfig(label="fuzzy")
     with pytest.raises(ValueError, match="eval_fraction"):
         RewardConfig(eval_fraction=1.0)
@@ -190,9 +190,9 @@ def test_cli_train_prm_and_score_end_to_end(world, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "prm", "--labels", str(tmp_path / "labels.jsonl"),
                               "--problems", str(tmp_path / "problems.jsonl"), "--init", str(init),
-                              "--out", str(tmp_path / "prm"), "--set", "reward.max_steps=2",
-                              "--set", "reward.batch_size=4", "--set", "reward.eval_fraction=0.25",
-                              "--set", "reward.save_steps=1", "--set", "reward.label=soft"])  # fmt: skip
+                              "--out", str(tmp_path / "prm"), "--set", "prm.max_steps=2",
+                              "--set", "prm.batch_size=4", "--set", "prm.eval_fraction=0.25",
+                              "--set", "prm.save_steps=1", "--set", "prm.label=soft"])  # fmt: skip
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "prm" / "prmkit_reward.json").read_text())
     assert meta["kind"] == "prm" and meta["label"] == "soft" and "eval_step_accuracy" in meta["eval"]
@@ -261,8 +261,8 @@ def test_orm_supervised_by_a_prm_via_cli(tmp_path, tiny_model_dir):
     tiny_model_dir(tok, "init")
     res = CliRunner().invoke(app, ["train", "orm", "--labels", str(tmp_path / "l.jsonl"), "--problems", str(tmp_path / "p.jsonl"),
                                    "--source", "problems", "--init", str(tmp_path / "init"), "--out", str(tmp_path / "orm"),
-                                   "--prm-scores", str(tmp_path / "s.jsonl"), "--set", "reward.max_steps=1",
-                                   "--set", "reward.eval_fraction=0"])  # fmt: skip
+                                   "--prm-scores", str(tmp_path / "s.jsonl"), "--set", "orm.max_steps=1",
+                                   "--set", "orm.eval_fraction=0"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert _json.loads((tmp_path / "orm" / "prmkit_reward.json").read_text())["kind"] == "orm"
 
@@ -295,9 +295,9 @@ def test_orm_from_graded_samples_via_cli(tmp_path, tiny_model_dir):
             "--samples",
             str(tmp_path / "s.jsonl"),
             "--set",
-            "reward.max_steps=1",
+            "orm.max_steps=1",
             "--set",
-            "reward.eval_fraction=0",
+            "orm.eval_fraction=0",
         ],
     )
     assert res.exit_code == 0, res.output

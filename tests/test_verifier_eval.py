@@ -77,6 +77,7 @@ def test_verifier_quality_by_hand(tmp_path):
 def test_data_quantity_curve_trains_nested_subsets(tmp_path, tiny_model_dir):
     from prmkit.evaluate.verifier import data_quantity_curve
     from prmkit.models import train_tokenizer
+    from prmkit.reward.train import RewardConfig
     from prmkit.types import StepLabels
 
     problems, sols, firsts = _pool()
@@ -92,7 +93,7 @@ def test_data_quantity_curve_trains_nested_subsets(tmp_path, tiny_model_dir):
     by_id = {p.id: p for p in problems}
     rows = data_quantity_curve(
         labels, by_id, sols, by_id, str(tmp_path / "init"), tmp_path / "curve", fractions=(0.5, 1.0),
-        overrides={"max_steps": 1, "batch_size": 2, "eval_fraction": 0.0},
+        configs={k: RewardConfig(kind=k, max_steps=1, batch_size=2, eval_fraction=0.0) for k in ("prm", "orm")},
     )  # fmt: skip
     assert [(r["kind"], r["fraction"], r["labelled_solutions"]) for r in rows] == [
         ("prm", 0.5, 2), ("orm", 0.5, 2), ("prm", 1.0, 4), ("orm", 1.0, 4)

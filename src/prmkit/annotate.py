@@ -31,7 +31,7 @@ from prmkit.grading import extract_answer, grade_answer
 from prmkit.io import open_appender, read_jsonl, write_source
 from prmkit.models import format_prompt
 from prmkit.policy import Policy
-from prmkit.sample import check_sampling
+from prmkit.sample import check_sampling, output_config
 from prmkit.steps import SEPARATORS, join_steps
 from prmkit.types import Problem, Solution, StepLabels
 
@@ -256,7 +256,9 @@ def annotate(
     todo, n_dupes = select_solutions(solutions, cfg.dedupe)
     todo = todo[:limit] if limit else todo
     position = {s.key: i for i, s in enumerate(todo)}
-    writer, done = open_appender(out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}")
+    writer, done = open_appender(
+        out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}", config=output_config(policy, cfg)
+    )
     todo = [s for s in todo if s.key not in done]
     if todo:
         write_source(out_path, getattr(policy, "source", {}))

@@ -46,24 +46,49 @@ RevisionOpt = Annotated[
 ]
 
 
-def _hub(values: dict, trust_remote_code: bool, revision: str | None) -> dict:
-    """A stage's recipe values with --trust-remote-code / --revision applied (the command line wins)."""
-    if trust_remote_code:
-        values["trust_remote_code"] = True
-    if revision is not None:
-        values["revision"] = revision
-    return values
-
-
 def _fail(e: Exception) -> None:
     typer.secho(f"error: {e}", fg="red", err=True)
     raise typer.Exit(2)
 
 
-def _recipe(recipe: Path | None, sets: list[str] | None) -> dict:
-    from prmkit.config import load_recipe
+def _configs(stages: tuple[str, ...], recipe: Path | None, sets: list[str] | None, **options) -> list:
+    """The configs of ``stages``, the ones this command reads (``config.STAGES``), from --recipe and
+    --set, with the command's own options on top (None: not given). A --set of another stage has no
+    effect here, which is said."""
+    from prmkit.config import load_recipe, stage_config
 
-    return load_recipe(recipe, sets)
+    loaded = load_recipe(recipe, sets)
+    other = sorted({item.partition(".")[0] for item in sets or []} - set(stages))
+    if other:
+        typer.secho(
+            f"warning: --set for stage {', '.join(other)} is not read by this command "
+            f"(it reads {', '.join(stages)})",
+            fg="yellow",
+            err=True,
+        )
+    given = {k: v for k, v in options.items() if v is not None}
+    return [stage_config(stage, loaded, **given) for stage in stages]
+
+
+def _config(stage: str, recipe: Path | None, sets: list[str] | None, **options):
+    return _configs((stage,), recipe, sets, **options)[0]
+
+
+def _hub(trust_remote_code: bool, revision: str | None) -> dict:
+    """--trust-remote-code / --revision as stage options (None where not given: the recipe's stands)."""
+    return {"trust_remote_code": trust_remote_code or None, "revision": revision}
+
+
+def _verifier_config(stage: str, recipe, sets, init: str | None, problems: str):
+    """A verifier stage's config; the model it starts from is --init, else the recipe's, else the run
+    directory's generator (the papers initialise verifiers from the generator's base model)."""
+    from dataclasses import replace
+
+    cfg = _config(stage, recipe, sets, init=init or None)
+    generator = Path(problems) / "generator"
+    if not cfg.init and (generator / "config.json").exists():
+        cfg = replace(cfg, init=str(generator))
+    return cfg
 
 
 @app.command()
@@ -76,11 +101,9 @@ def world(
 ):
     """Generate the synthetic GSM world (train/test/OOD problems in GSM8K format, with oracle graphs)."""
     try:
-        from prmkit.config import build
         from prmkit.pipeline import stage_world
-        from prmkit.world import WorldConfig
 
-        cfg = build(WorldConfig, _recipe(recipe, set_).get("world"), "world")
+        cfg = _config("world", recipe, set_)
         splits = stage_world(cfg, out)
     except (ValueError, OSError) as e:
         _fail(e)
@@ -106,11 +129,10 @@ def sft(
     tiny Llama with a new digit-level tokenizer (sizes: test, small, demo).
     """
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
-        from prmkit.policy.sft import SFTConfig, train_sft
+        from prmkit.policy.sft import train_sft
 
-        cfg = build(SFTConfig, _recipe(recipe, set_).get("sft"), "sft")
+        cfg = _config("sft", recipe, set_)
         probs = load_problems(source, problems, split=split, limit=limit)
         path = train_sft(cfg, probs, out)
     except (ValueError, OSError) as e:
@@ -133,12 +155,10 @@ def sample(
 ):
     """Sample N solutions per problem (calculator on by default), grade them, print accuracy and pass@k."""
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
-        from prmkit.sample import SampleConfig, accuracy_summary, build_policy, sample_problems
+        from prmkit.sample import accuracy_summary, build_policy, sample_problems
 
-        values = _hub(dict(_recipe(recipe, set_).get("sample") or {}), trust_remote_code, revision)
-        cfg = build(SampleConfig, values, "sample")
+        cfg = _config("sample", recipe, set_, **_hub(trust_remote_code, revision))
         probs = load_problems(source, problems, split=split, limit=limit)
         sols = sample_problems(build_policy(model, cfg), probs, cfg, out)
     except (ValueError, OSError) as e:
@@ -169,16 +189,13 @@ def annotate(
     binary_search (bisect for the first step with HE=0); annotate.n completions per prefix.
     """
     try:
-        from prmkit.annotate import AnnotateConfig
         from prmkit.annotate import annotate as run_annotate
-        from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl
         from prmkit.sample import build_policy
         from prmkit.types import Solution
 
-        values = _hub(dict(_recipe(recipe, set_).get("annotate") or {}), trust_remote_code, revision)
-        cfg = build(AnnotateConfig, values, "annotate")
+        cfg = _config("annotate", recipe, set_, **_hub(trust_remote_code, revision))
         probs = load_problems(source, problems, split=split)
         sols = read_jsonl(samples, Solution)
         labels = run_annotate(build_policy(model, cfg), sols, probs, cfg, out, limit=limit)
@@ -263,16 +280,6 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 
 
-def _with_init(values: dict, init: str | None, problems: str) -> dict:
-    """The model a verifier starts from: --init, else the recipe's, else the run directory's generator
-    (the papers initialise verifiers from the generator's base model)."""
-    if init:  # the command line wins over the recipe
-        values["init"] = init
-    elif not values.get("init") and (Path(problems) / "generator" / "config.json").exists():
-        values["init"] = str(Path(problems) / "generator")
-    return values
-
-
 def _train_reward(
     kind: str,
     labels: Path | None,
@@ -287,14 +294,12 @@ def _train_reward(
     samples: Path | None = None,
 ) -> None:
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl, read_scores
-        from prmkit.reward.train import RewardConfig, outcome_labels, prm_supervised, train_reward
+        from prmkit.reward.train import outcome_labels, prm_supervised, train_reward
         from prmkit.types import Solution, StepLabels
 
-        values = _with_init({**(_recipe(recipe, set_).get("reward") or {}), "kind": kind}, init, problems)
-        cfg = build(RewardConfig, values, "reward")
+        cfg = _verifier_config(kind, recipe, set_, init, problems)
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         if (labels is None) == (samples is None):
             raise ValueError(
@@ -315,7 +320,7 @@ def _train_reward(
 LabelsOpt = Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate (StepLabels).")]
 InitOpt = Annotated[
     str | None,
-    typer.Option(help="Model to start from; default: reward.init, else the run directory's generator."),
+    typer.Option(help="Model to start from; default: the stage's init, else the run directory's generator."),
 ]
 RewardOutOpt = Annotated[Path, typer.Option(help="Output model directory (resumes from checkpoints).")]
 ProblemsOpt = Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")]
@@ -334,7 +339,7 @@ def train_prm(
 ):
     """Train a process reward model: P("+") at every step tag, against hard or soft labels.
 
-    reward.label: hard (Math-Shepherd HE) or soft (SE, trained on the fractions); reward.first_error_only
+    prm.label: hard (Math-Shepherd HE) or soft (SE, trained on the fractions); prm.first_error_only
     supervises steps up to the first bad one (PRM800K).
     """
     _train_reward("prm", labels, problems, source, split, init, out, recipe, set_)
@@ -391,14 +396,12 @@ def train_value_cmd(
     (auxiliary language-modelling loss), value.resid_dropout=0.2. Score with the value at each step's end.
     """
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl
-        from prmkit.reward.value import ValueConfig, train_value
+        from prmkit.reward.value import train_value
         from prmkit.types import Solution
 
-        values = _with_init(dict(_recipe(recipe, set_).get("value") or {}), init, problems)
-        cfg = build(ValueConfig, values, "value")
+        cfg = _verifier_config("value", recipe, set_, init, problems)
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         path = train_value(cfg, read_jsonl(samples, Solution), probs, out)
     except (ValueError, OSError) as e:
@@ -427,14 +430,12 @@ def train_critique_cmd(
     come from the world oracle, or from --critiques for other problems.
     """
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
         from prmkit.io import read_jsonl
-        from prmkit.reward.critique import CritiqueConfig, load_critiques, train_critique
+        from prmkit.reward.critique import load_critiques, train_critique
         from prmkit.types import Solution
 
-        values = _with_init(dict(_recipe(recipe, set_).get("critique") or {}), init, problems)
-        cfg = build(CritiqueConfig, values, "critique")
+        cfg = _verifier_config("critique", recipe, set_, init, problems)
         probs = {p.id: p for p in load_problems(source, problems, split=split)}
         given = load_critiques(critiques) if critiques else None
         path = train_critique(cfg, read_jsonl(samples, Solution), probs, out, given)
@@ -530,9 +531,7 @@ def eval_verifier_curve(
         from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
         from prmkit.types import Solution, StepLabels
 
-        overrides = {
-            k: v for k, v in (_recipe(recipe, set_).get("reward") or {}).items() if k not in ("kind", "init")
-        }
+        configs = dict(zip(("prm", "orm"), _configs(("prm", "orm"), recipe, set_), strict=True))
         rows = data_quantity_curve(
             read_jsonl(labels, StepLabels),
             {p.id: p for p in load_problems("world", problems, split="train")},
@@ -541,7 +540,7 @@ def eval_verifier_curve(
             init,
             out_dir,
             tuple(float(f) for f in fractions.split(",")),
-            overrides=overrides,
+            configs=configs,
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_dir / "verifier_curve.json", rows)
@@ -688,9 +687,10 @@ def demo(
     recipes/world-quick.yaml is a one-minute smoke run, recipes/gsm8k.yaml the real-data version for a GPU.
     """
     try:
+        from prmkit.config import load_recipe
         from prmkit.pipeline import run_demo
 
-        report = run_demo(_recipe(recipe, set_), run_dir)
+        report = run_demo(load_recipe(recipe, set_), run_dir)
     except (ValueError, OSError) as e:
         _fail(e)
     typer.echo((run_dir / "report.md").read_text())
@@ -748,17 +748,10 @@ def rl_ppo(
     (ppo.save_every). OUT is an ordinary model directory: sample it with prmkit sample --model OUT.
     """
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
-        from prmkit.rl import PPOConfig, train_ppo
+        from prmkit.rl import train_ppo
 
-        values = dict(_recipe(recipe, set_).get("ppo") or {})
-        values.update(
-            {k: v for k, v in (("reward_model", reward_model), ("reward", reward)) if v is not None}
-        )
-        if eval_limit is not None:
-            values["eval_problems"] = eval_limit
-        cfg = build(PPOConfig, values, "ppo")
+        cfg = _config("ppo", recipe, set_, reward_model=reward_model, reward=reward, eval_problems=eval_limit)
         probs = load_problems(source, problems, split=split, limit=limit)
         if eval_problems is None and source == "world" and Path(problems).is_dir():
             eval_problems = problems
@@ -794,11 +787,10 @@ def rl_rft(
     generator on them. Sampling and fine-tuning both resume after a kill.
     """
     try:
-        from prmkit.config import build
         from prmkit.data import load_problems
-        from prmkit.rl import RFTConfig, train_rft
+        from prmkit.rl import train_rft
 
-        cfg = build(RFTConfig, _recipe(recipe, set_).get("rft"), "rft")
+        cfg = _config("rft", recipe, set_)
         path = train_rft(cfg, generator, load_problems(source, problems, split=split, limit=limit), out)
         stats = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:

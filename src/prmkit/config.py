@@ -7,18 +7,39 @@ A recipe is a mapping of stage name to field overrides::
     sample: {n: 4}
 
 ``--set sft.lr=1e-3`` on the command line overrides a recipe value (parsed as YAML, so numbers,
-booleans and lists work). An unknown stage or field is an error that lists the valid ones.
+booleans and lists work). ``STAGES`` is the one list of stage names, shared by the demo and every
+command, each reading the stage of the same name (``prmkit train prm`` reads ``prm``): an unknown
+stage or field is an error that lists the valid ones, wherever the recipe is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+# stage name -> its config class ("module:Class", imported only when the stage is read)
+STAGES: dict[str, str] = {
+    "data": "prmkit.pipeline:DataConfig",
+    "world": "prmkit.world:WorldConfig",
+    "sft": "prmkit.policy.sft:SFTConfig",
+    "sample": "prmkit.sample:SampleConfig",
+    "annotate": "prmkit.annotate:AnnotateConfig",
+    "prm": "prmkit.reward.train:RewardConfig",
+    "orm": "prmkit.reward.train:RewardConfig",
+    "value": "prmkit.reward.value:ValueConfig",
+    "critique": "prmkit.reward.critique:CritiqueConfig",
+    "demo": "prmkit.pipeline:DemoConfig",
+    "ppo": "prmkit.rl.ppo:PPOConfig",
+    "rft": "prmkit.rl.rft:RFTConfig",
+    "rl": "prmkit.rl.compare:RLConfig",
+}
+KIND_STAGES = ("prm", "orm")  # stages whose config has a ``kind`` field that must be the stage's name
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -34,11 +55,13 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
             raise ValueError(f"{path}: a recipe maps stage names to mappings of fields")
         recipe = {k: dict(v) for k, v in loaded.items()}
+        check_stages(recipe, str(path))
     for item in overrides or []:
         key, sep, value = item.partition("=")
         stage, dot, name = key.partition(".")
         if not sep or not dot or not stage or not name:
             raise ValueError(f"--set {item!r}: expected stage.field=value, e.g. sft.lr=1e-3")
+        check_stages({stage: {}}, f"--set {item!r}")
         try:
             recipe.setdefault(stage, {})[name] = yaml.safe_load(value)
         except yaml.YAMLError as e:
@@ -73,7 +96,32 @@ def build(cls: type[T], values: dict[str, Any] | None, stage: str) -> T:
     return cls(**values)
 
 
-def check_stages(recipe: dict[str, Any], valid: list[str], source: str = "recipe") -> None:
-    unknown = sorted(set(recipe) - set(valid))
+def check_stages(recipe: dict[str, Any], source: str = "recipe") -> None:
+    """Refuse a stage name that is not in ``STAGES``, naming the valid ones.
+
+    >>> check_stages({"sampel": {"n": 3}}, "--set")
+    Traceback (most recent call last):
+    ...
+    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, rl
+    """
+    unknown = sorted(set(recipe) - set(STAGES))
     if unknown:
-        raise ValueError(f"{source}: unknown stage(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        names = ", ".join(repr(u) for u in unknown)
+        raise ValueError(f"{source}: unknown stage {names}; valid: {', '.join(STAGES)}")
+
+
+def stage_class(stage: str) -> type:
+    check_stages({stage: {}}, "stage")
+    module, _, name = STAGES[stage].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def stage_config(stage: str, recipe: dict[str, dict[str, Any]], **overrides: Any) -> Any:
+    """The config of ``stage`` from a recipe mapping, with ``overrides`` (command-line options) on top."""
+    values = {**(recipe.get(stage) or {}), **overrides}
+    if stage in KIND_STAGES:
+        values.setdefault("kind", stage)
+    cfg = build(stage_class(stage), values, stage)
+    if stage in KIND_STAGES and cfg.kind != stage:
+        raise ValueError(f"{stage}.kind: the {stage} stage trains a {stage}, not a {cfg.kind}")
+    return cfg

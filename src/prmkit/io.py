@@ -178,34 +178,50 @@ def repair_tail(path: str | Path, max_line_bytes: int | None = None) -> bool:
 
 
 class JsonlAppender:
-    """Append records one per line, flushed and fsynced so a kill loses at most the current line."""
+    """Append records one per line, flushed and fsynced so a kill loses at most the current line.
 
-    def __init__(self, path: str | Path, fsync: bool = True):
+    The file is opened at the first write (or at a clean close, so a finished output exists even when
+    empty), after ``before_first_write`` (e.g. the output's claim): a run that fails before it has a
+    record to write leaves nothing behind."""
+
+    def __init__(
+        self, path: str | Path, fsync: bool = True, before_first_write: Callable[[], None] | None = None
+    ):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = self.path.open("a", encoding="utf-8")
+        self._f: Any = None
         self._fsync = fsync
+        self._before = before_first_write
+
+    def _file(self):
+        if self._f is None:
+            if self._before is not None:
+                self._before()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = self.path.open("a", encoding="utf-8")
+        return self._f
 
     def write(self, record: Record | dict[str, Any]) -> None:
-        self._f.write(_dump(record) + "\n")
-        self._f.flush()
-        if self._fsync:
-            os.fsync(self._f.fileno())
+        self.write_many([record])
 
     def write_many(self, records: Iterable[Record | dict[str, Any]]) -> None:
-        self._f.write("".join(_dump(r) + "\n" for r in records))
-        self._f.flush()
+        text = "".join(_dump(r) + "\n" for r in records)
+        f = self._file()
+        f.write(text)
+        f.flush()
         if self._fsync:
-            os.fsync(self._f.fileno())
+            os.fsync(f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        self._file().close()
 
     def __enter__(self) -> JsonlAppender:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._f is not None:
+            self._f.close()
 
 
 def open_appender(
@@ -213,15 +229,20 @@ def open_appender(
     key: Callable[[dict[str, Any]], Any],
     max_line_bytes: int | None = None,
     max_records: int | None = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[JsonlAppender, set[Any]]:
     """Resume an append-only JSONL output: repair a torn tail, return the appender and done keys
-    (limits as ``iter_jsonl``)."""
+    (limits as ``iter_jsonl``). With ``config`` (what determines the records: model, settings), the
+    output is claimed for it first (``claim_output``), so a rerun never mixes two configurations."""
     path = Path(path)
+    if config is not None:
+        claim_output(path, config, write=False)  # refused now; claimed when the first record is written
     repair_tail(path, max_line_bytes)
     done: set[Any] = set()
     if path.exists():
         done = {key(obj) for _, obj in iter_jsonl(path, max_line_bytes, max_records)}
-    return JsonlAppender(path), done
+    claim = None if config is None else lambda: claim_output(path, config)
+    return JsonlAppender(path, before_first_write=claim), done
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -249,11 +270,51 @@ def meta_path(out_path: str | Path) -> Path:
     return Path(out_path).with_suffix(".meta.json")
 
 
+def _read_meta(out_path: str | Path) -> dict[str, Any]:
+    meta = meta_path(out_path)
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(
+            meta, None, f"not the JSON prmkit writes ({e}); delete it with {Path(out_path).name}"
+        ) from None
+
+
+def claim_output(out_path: str | Path, config: dict[str, Any], write: bool = True) -> None:
+    """Tie an appended output to the configuration that writes it, in ``meta_path(out_path)``: a rerun
+    with another configuration is refused before anything is written, naming what changed (``write``
+    False: only that check).
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "samples.jsonl"
+    >>> claim_output(out, {"n": 16, "model": "runs/w/generator"}); claim_output(out, {"n": 16, "model": "runs/w/generator"})
+    >>> claim_output(out, {"n": 3, "model": "runs/w/generator"})
+    Traceback (most recent call last):
+    ...
+    ValueError: ...samples.jsonl was written with another configuration (n: 16, now 3); give another output path, or delete it and samples.meta.json
+    """
+    config = json.loads(json.dumps(config))  # tuples -> lists, as read back
+    meta = _read_meta(out_path)
+    old = meta.get("config")
+    if old is not None and old != config:
+        changed = ", ".join(
+            f"{k}: {old.get(k)!r}, now {config.get(k)!r}"
+            for k in sorted(set(old) | set(config))
+            if old.get(k) != config.get(k)
+        )
+        raise ValueError(
+            f"{out_path} was written with another configuration ({changed}); give another output path, "
+            f"or delete it and {meta_path(out_path).name}"
+        )
+    if old is None and write:
+        atomic_write_json(meta_path(out_path), {**meta, "config": config})
+
+
 def write_source(out_path: str | Path, source: dict[str, Any], **extra: Any) -> None:
     """Record beside ``out_path`` which model wrote it (``models.model_source``: a local path, or a hub id
     and the commit it resolved to); nothing for a model given as an object."""
     if source:
-        atomic_write_json(meta_path(out_path), {"model": source, **extra})
+        atomic_write_json(meta_path(out_path), {**_read_meta(out_path), "model": source, **extra})
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> None:

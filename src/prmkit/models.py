@@ -116,7 +116,29 @@ def hub_kwargs(
     (a revision beside a local directory would be silently ignored, so it is refused)."""
     if revision is not None and Path(name_or_path).exists():
         raise ValueError(f"{name_or_path}: a revision pins a hub model id; this is a local path")
+    check_local_model(name_or_path)
     return {"trust_remote_code": trust_remote_code, "revision": revision}
+
+
+def check_local_model(name_or_path: str | Path) -> None:
+    """Refuse, in one line, a model that can only be meant as a local directory (an absolute or ``./``
+    path, or more than one ``/``, which no hub id has) but is not one, instead of the hub's naming rules.
+
+    >>> check_local_model("/nonexistent/generator")
+    Traceback (most recent call last):
+    ...
+    ValueError: /nonexistent/generator: no such model directory
+    """
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{name}: not a model directory (no config.json); give a directory a prmkit "
+                             "command or save_pretrained wrote, or a hub id")  # fmt: skip
+    elif path.exists():
+        raise ValueError(f"{name}: a model is a directory (or a hub id), not a file")
+    elif name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise ValueError(f"{name}: no such model directory")
 
 
 def from_pretrained(

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from prmkit.annotate import AnnotateConfig, annotate
-from prmkit.config import build, check_stages
+from prmkit.config import check_stages, stage_config
 from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores, write_jsonl
 from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.reward.model import META_FILE
@@ -97,15 +97,12 @@ class DemoConfig:
 
 
 PER_RUN = ("reward", "reward_model")  # PPO fields that rl.methods sets for each run
-STAGE_CONFIGS = {
-    "data": DataConfig, "world": WorldConfig, "sft": SFTConfig, "sample": SampleConfig,
-    "annotate": AnnotateConfig, "prm": RewardConfig, "orm": RewardConfig, "value": ValueConfig,
-    "demo": DemoConfig, "ppo": PPOConfig, "rft": RFTConfig, "rl": RLConfig,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DemoRecipe:
+    """Every stage the demo runs (``config.STAGES`` but ``critique``, which the demo does not train)."""
+
     data: DataConfig
     world: WorldConfig
     sft: SFTConfig
@@ -120,25 +117,19 @@ class DemoRecipe:
     rl: RLConfig
 
     @classmethod
+    def stages(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
     def from_dict(cls, recipe: dict[str, Any]) -> DemoRecipe:
-        check_stages(recipe, list(STAGE_CONFIGS))
-        configs = {}
-        for stage, config_cls in STAGE_CONFIGS.items():
-            values = dict(recipe.get(stage) or {})
-            if config_cls is RewardConfig:  # the prm and orm stages: the kind is the stage's
-                values.setdefault("kind", stage)
-            if stage == "ppo":  # each PPO run's reward comes from rl.methods
-                for name in PER_RUN:
-                    if name in values:
-                        raise ValueError(
-                            f"ppo.{name} is set per run by rl.methods (process, outcome, answer)"
-                        )
-                values["reward"] = "answer"
-            configs[stage] = build(config_cls, values, stage)
-            if config_cls is RewardConfig and configs[stage].kind != stage:
-                raise ValueError(
-                    f"{stage}.kind: the {stage} stage trains a {stage}, not a {configs[stage].kind}"
-                )
+        check_stages(recipe)
+        for name in PER_RUN:  # each PPO run's reward comes from rl.methods
+            if name in (recipe.get("ppo") or {}):
+                raise ValueError(f"ppo.{name} is set per run by rl.methods (process, outcome, answer)")
+        for stage in set(recipe) - set(cls.stages()):
+            stage_config(stage, recipe)  # a stage the demo does not run is still checked
+        configs = {stage: stage_config(stage, recipe) for stage in cls.stages() if stage != "ppo"}
+        configs["ppo"] = stage_config("ppo", recipe, reward="answer")
         missing = sorted(configs["rl"].verifiers() - set(configs["demo"].verifiers))
         if missing:
             raise ValueError(
@@ -148,7 +139,7 @@ class DemoRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe, which ``from_dict`` reads back (PPO's reward fields are per run: left out)."""
-        out = {name: asdict(getattr(self, name)) for name in STAGE_CONFIGS}
+        out = {name: asdict(getattr(self, name)) for name in self.stages()}
         for name in PER_RUN:
             del out["ppo"][name]
         return out
@@ -178,7 +169,7 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
         old = yaml.safe_load(saved.read_text())
         changed = [
             k
-            for k in STAGE_CONFIGS
+            for k in DemoRecipe.stages()
             if json.dumps(old.get(k), sort_keys=True) != json.dumps(resolved[k], sort_keys=True)
         ]
         if changed:

@@ -10,7 +10,7 @@ the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from math import comb
 from pathlib import Path
 
@@ -66,6 +66,13 @@ def make_solution(problem: Problem, sample_id: int, text: str, meta: dict | None
     )
 
 
+def output_config(policy: Policy, cfg) -> dict:
+    """What determines the records a sampling config writes: its fields but the batch size (a speed
+    knob), and the policy's model (``source``; none for a model object in memory)."""
+    fields = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
+    return {**fields, "model": getattr(policy, "source", {})}
+
+
 def build_policy(model: str, cfg) -> Policy:
     """The policy a sampling config (``SampleConfig``, ``AnnotateConfig``) names, for a model path or id."""
     return make_policy(
@@ -82,8 +89,9 @@ def build_policy(model: str, cfg) -> Policy:
 def sample_problems(
     policy: Policy, problems: list[Problem], cfg: SampleConfig, out_path: str | Path, progress: bool = True
 ) -> list[Solution]:
-    """Sample ``cfg.n`` solutions per problem into ``out_path`` (resuming), return all of them."""
-    writer, done = open_appender(out_path, key=lambda r: r["problem_id"])
+    """Sample ``cfg.n`` solutions per problem into ``out_path`` (resuming), return all of them. The file
+    is claimed for the model and the settings (``io.claim_output``): resuming it with others is refused."""
+    writer, done = open_appender(out_path, key=lambda r: r["problem_id"], config=output_config(policy, cfg))
     todo = [p for p in problems if p.id not in done]
     if todo:
         write_source(out_path, getattr(policy, "source", {}))

@@ -91,18 +91,22 @@ def data_quantity_curve(
     init: str,
     out_dir,
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
-    kinds: tuple[str, ...] = ("prm", "orm"),
-    overrides: dict | None = None,
+    configs: dict | None = None,
     seed: int = 0,
 ) -> list[dict]:
     """Train each verifier kind on growing fractions of the labelled *problems* (nested subsets, the
     same for every kind) and measure it on the test pool: the PRM-vs-ORM data-efficiency comparison
-    of Lightman et al. Models land in ``out_dir/{kind}-{fraction}`` (a rerun reuses them)."""
+    of Lightman et al. ``configs`` maps each kind to train to its ``RewardConfig`` (default: prm and
+    orm with default settings); ``init`` and ``seed`` replace theirs. Models land in
+    ``out_dir/{kind}-{fraction}`` (a rerun reuses them)."""
     import random
+    from dataclasses import replace
     from pathlib import Path
 
     from prmkit.reward.model import StepRewardModel
     from prmkit.reward.train import RewardConfig, train_reward
+
+    configs = configs or {kind: RewardConfig(kind=kind) for kind in ("prm", "orm")}
 
     pids = sorted({r.problem_id for r in labels})
     random.Random(seed).shuffle(pids)
@@ -111,8 +115,8 @@ def data_quantity_curve(
     for frac in fractions:
         keep = set(pids[: max(1, round(frac * len(pids)))])
         subset = [r for r in labels if r.problem_id in keep]
-        for kind in kinds:
-            cfg = RewardConfig(kind=kind, init=init, seed=seed, **(overrides or {}))
+        for kind, cfg in configs.items():
+            cfg = replace(cfg, init=init, seed=seed)
             path = train_reward(cfg, subset, problems, Path(out_dir) / f"{kind}-{frac:g}")
             rm = StepRewardModel.from_pretrained(path, device="cpu")
             scored = rm.score(qs, [s.steps for s in test_solutions], batch_size=32)

@@ -43,7 +43,9 @@ def score_solutions(
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
         raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
-    appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]))
+    where = Path(model).resolve() if Path(model).exists() else model
+    claim = {"model": str(where), "revision": revision, **kwargs}  # what the scores depend on
+    appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]), config=claim)
     todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
     bar = None
     if todo and progress:

@@ -54,10 +54,10 @@ class RewardConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"reward.kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
+            raise ValueError(f"kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
         if self.label not in LABELS:
-            raise ValueError(f"reward.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
-        check_training(self, "reward")
+            raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
+        check_training(self, self.kind)
 
 
 def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
@@ -233,7 +233,7 @@ def train_reward(
         return out_dir
     init = cfg.init or default_init
     if not init:
-        raise ValueError("reward: no model to start from; set reward.init or pass --init")
+        raise ValueError(f"{cfg.kind}: no model to start from; set {cfg.kind}.init or pass --init")
     rm = StepRewardModel.from_pretrained(
         init, dtype="float32", kind=cfg.kind, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision
     )
