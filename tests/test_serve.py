@@ -2,11 +2,13 @@
 limits, the timeout; and one real uvicorn server on 127.0.0.1 under concurrent clients."""
 
 import asyncio
+import importlib.util
 import json
 import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,8 @@ from prmkit.reward import StepRewardModel, ValueModel, load_reward_model  # noqa
 from prmkit.serve import ApiError, Batcher, ServeConfig, _Job, bind, create_app, make_server, split_query  # noqa: E402
 from prmkit.steps import split_steps  # noqa: E402
 from prmkit.verify import aggregate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +310,7 @@ def _post(url: str, body: dict, key: str | None = None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def test_real_server_on_loopback_under_concurrent_clients(prm, pool, tmp_path):
+def test_real_server_on_loopback_under_concurrent_clients(prm, pool, tmp_path, monkeypatch):
     path = prm.save_pretrained(tmp_path / "prm")
     scorer = load_reward_model(str(path), device="cpu", dtype="float32")
     sock = bind("127.0.0.1", 0)
@@ -333,6 +337,17 @@ def test_real_server_on_loopback_under_concurrent_clients(prm, pool, tmp_path):
             url + "/get_reward", {"query": [format_prompt(pool[0][0]) + "\n".join(pool[0][1])]}, "k"
         )
         assert status == 200 and out["rewards"][0] == pytest.approx(min(direct[0]), abs=1e-5)
+        # the verl recipe: compute_score(data_source, solution_str, ground_truth, extra_info)
+        spec = importlib.util.spec_from_file_location("verl_reward", ROOT / "recipes" / "verl_reward.py")
+        verl = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(verl)
+        monkeypatch.setenv("PRMKIT_SERVE_URL", url)
+        monkeypatch.setenv("PRMKIT_API_KEY", "k")
+        got = verl.compute_score("gsm8k", "\n".join(pool[1][1]), "7", {"question": pool[1][0]})
+        assert got == pytest.approx(min(direct[1]), abs=1e-5)
+        monkeypatch.setenv("PRMKIT_API_KEY", "wrong")
+        with pytest.raises(RuntimeError, match="401"):
+            verl.compute_score("gsm8k", "1", "1", {"question": "q"})
     finally:
         server.should_exit = True
         thread.join(timeout=10)
