@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def start_server(model: str, key: str | None) -> tuple[subprocess.Popen, str]:
 
 
 def make_requests(problems, n: int, malformed: float, seed: int) -> list[tuple[str, bytes, bool]]:
-    """(path, body, valid) for ``n`` requests, a ``malformed`` share of them bad, in random order."""
+    """(path, body, solutions, valid) for ``n`` requests, a ``malformed`` share of them bad, in random order."""
     rng = random.Random(seed)
     sols = [(p.question, split_steps(p.solution)) for p in problems]
     bad_bodies = [
@@ -88,18 +89,31 @@ def make_requests(problems, n: int, malformed: float, seed: int) -> list[tuple[s
     for i in range(n):
         if i < round(n * malformed):
             path, body = bad_bodies[i % len(bad_bodies)]
-            out.append((path, body, False))
+            out.append((path, body, 0, False))
             continue
         pick = rng.sample(sols, rng.randint(1, 4))
         if rng.random() < 0.5:
             body = {"solutions": [{"question": q, "steps": s} for q, s in pick]}
-            out.append(("/score", json.dumps(body).encode(), True))
+            out.append(("/score", json.dumps(body).encode(), len(pick), True))
         else:
             body = {"query": [format_prompt(q) + "\n".join(s) for q, s in pick],
                     "prompts": [format_prompt(q) for q, _ in pick]}  # fmt: skip
-            out.append(("/get_reward", json.dumps(body).encode(), True))
+            out.append(("/get_reward", json.dumps(body).encode(), len(pick), True))
     rng.shuffle(out)
     return out
+
+
+def direct_rate(model: str, problems, n: int = 256) -> float:
+    """Solutions per second of ``score`` called in-process in batches of 64: the server's ceiling."""
+    from prmkit.reward import load_reward_model
+
+    rm = load_reward_model(model)
+    qs, ss = [p.question for p in problems[:n]], [split_steps(p.solution) for p in problems[:n]]
+    rm.score(qs[:16], ss[:16])
+    t0 = time.perf_counter()
+    for i in range(0, n, 64):
+        rm.score(qs[i : i + 64], ss[i : i + 64])
+    return round(n / (time.perf_counter() - t0), 1)
 
 
 def run_load(url: str, requests, clients: int, key: str | None) -> dict:
@@ -115,7 +129,7 @@ def run_load(url: str, requests, clients: int, key: str | None) -> dict:
                 job = next(it, None)
             if job is None:
                 break
-            path, body, valid = job
+            path, body, _, valid = job
             t0 = time.perf_counter()
             try:
                 conn.request("POST", path, body=body, headers=headers)
@@ -145,6 +159,7 @@ def run_load(url: str, requests, clients: int, key: str | None) -> dict:
     errors = sum(1 for v, s, _ in results if (v and s != 200) or (not v and not 400 <= s < 500))
     return {
         "throughput_rps": round(len(results) / wall, 1),
+        "solutions_per_s": round(sum(r[2] for r in requests) / wall, 1),
         "p50_ms": round(1000 * lat[len(lat) // 2], 1),
         "p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
         "errors": errors,
@@ -171,6 +186,8 @@ def main() -> None:
             "requests": args.requests,
             "clients": args.clients,
             "model": args.model or "tiny random PRM",
+            "load_avg_1m": round(os.getloadavg()[0], 2),  # other work on the machine slows every number
+            "direct_solutions_per_s": direct_rate(model, problems),
         }
         for key in (None, "bench-key-0123456789"):
             proc, url = start_server(model, key)
@@ -178,7 +195,7 @@ def main() -> None:
                 run_load(url, requests[:50], args.clients, key)  # warm-up
                 res = run_load(url, requests, args.clients, key)
                 if key:
-                    valid = [r for r in requests if r[2]]
+                    valid = [r for r in requests if r[3]]
                     keyless = run_load(url, valid[: args.keyless // 2], 2, None)
                     wrong = run_load(url, valid[: args.keyless - args.keyless // 2], 2, "wrong-key")
                     res["unauthorised_with_key"] = res.pop("status_401")
@@ -189,6 +206,7 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
+    out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
 
 
