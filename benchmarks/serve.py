@@ -45,9 +45,10 @@ def tiny_prm(out: Path, problems) -> Path:
     return StepRewardModel(new_model(tok, "test"), tok).save_pretrained(out)
 
 
-def start_server(model: str, key: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, key: str | None, threads: int) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "prmkit.cli", "serve", "--model", model, "--port", "0", "--log-level", "warning",
-           "--max-body-bytes", str(MAX_BODY), "--max-steps", "32", "--max-chars", "4000"]  # fmt: skip
+           "--threads", str(threads), "--max-body-bytes", str(MAX_BODY), "--max-steps", "32",
+           "--max-chars", "4000"]  # fmt: skip
     if key:
         cmd += ["--api-key", key]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -103,10 +104,13 @@ def make_requests(problems, n: int, malformed: float, seed: int) -> list[tuple[s
     return out
 
 
-def direct_rate(model: str, problems, n: int = 256) -> float:
+def direct_rate(model: str, problems, threads: int, n: int = 256) -> float:
     """Solutions per second of ``score`` called in-process in batches of 64: the server's ceiling."""
+    import torch
+
     from prmkit.reward import load_reward_model
 
+    torch.set_num_threads(threads)
     rm = load_reward_model(model)
     qs, ss = [p.question for p in problems[:n]], [split_steps(p.solution) for p in problems[:n]]
     rm.score(qs[:16], ss[:16])
@@ -176,6 +180,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--malformed", type=float, default=0.1)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="the server's torch threads (1: no oversubscription)"
+    )
     ap.add_argument("--keyless", type=int, default=20, help="requests without (or with a wrong) key")
     args = ap.parse_args()
     problems = generate_split(WorldConfig(n_train=300), "train")
@@ -187,10 +194,11 @@ def main() -> None:
             "clients": args.clients,
             "model": args.model or "tiny random PRM",
             "load_avg_1m": round(os.getloadavg()[0], 2),  # other work on the machine slows every number
-            "direct_solutions_per_s": direct_rate(model, problems),
+            "threads": args.threads,
+            "direct_solutions_per_s": direct_rate(model, problems, args.threads),
         }
         for key in (None, "bench-key-0123456789"):
-            proc, url = start_server(model, key)
+            proc, url = start_server(model, key, args.threads)
             try:
                 run_load(url, requests[:50], args.clients, key)  # warm-up
                 res = run_load(url, requests, args.clients, key)

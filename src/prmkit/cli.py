@@ -479,6 +479,7 @@ def serve_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds a request may wait for its scores (504 past it).")] = 60.0,
     response_marker: Annotated[str, typer.Option(help="/get_reward without prompts: the response follows the last one.")] = "\nAnswer:\n",
     question_regex: Annotated[str | None, typer.Option(help="/get_reward: group 1 of this regex in the prompt is the question.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ):  # fmt: skip
     """Serve a reward model over HTTP: POST /score (per-step scores + an aggregated score), POST /get_reward
@@ -494,7 +495,7 @@ def serve_cmd(
             max_steps=max_steps, max_chars=max_chars, max_tokens=max_tokens, timeout_s=timeout,
             api_key=api_key, response_marker=response_marker.replace("\\n", "\n"), question_regex=question_regex,
         )  # fmt: skip
-        run_server(model, cfg, host, port, log_level, **({"format": fmt} if fmt else {}))
+        run_server(model, cfg, host, port, log_level, threads, **({"format": fmt} if fmt else {}))
     except ModuleNotFoundError as e:
         _fail(ValueError(f"prmkit serve needs {e.name}: pip install 'prmkit[serve]'"))
     except (ValueError, OSError) as e:

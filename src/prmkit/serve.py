@@ -180,7 +180,7 @@ class _RewardRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")  # OpenRLHF may send more fields
     query: list[str]
     prompts: list[str] | None = None
-    labels: list[Any] | None = None
+    labels: Any = None  # ignored: a PRM needs no reference answer
 
 
 def _validate(model: type[BaseModel], data: Any) -> Any:
@@ -468,11 +468,18 @@ def is_loopback(host: str) -> bool:
 
 def run_server(
     model: str, cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-    **load_kwargs: Any,
+    threads: int | None = None, **load_kwargs: Any,
 ) -> None:  # fmt: skip
-    """Load ``model`` (kwargs go to ``load_reward_model``) and serve it until interrupted."""
+    """Load ``model`` (kwargs go to ``load_reward_model``) and serve it until interrupted; ``threads``
+    sets torch's intra-op threads (on a CPU shared with other work, 1 avoids oversubscription)."""
     from prmkit.reward import load_reward_model
 
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"serve: threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     sock = bind(host, port)  # before loading: a taken port fails at once
     scorer = load_reward_model(model, **load_kwargs)
     app = create_app(scorer, cfg)
