@@ -224,10 +224,11 @@ class Batcher:
         self.scorer, self.cfg = scorer, cfg
         self.queue: asyncio.Queue[_Job] | None = None
         self.pending = 0  # solutions queued or being scored
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prmkit-score")
+        self.executor: ThreadPoolExecutor | None = None
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prmkit-score")
         self.queue = asyncio.Queue()
         self.task = asyncio.create_task(self._loop())
 
@@ -236,7 +237,8 @@ class Batcher:
             self.task.cancel()
             with suppress(asyncio.CancelledError):
                 await self.task
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, where: str, questions: list[str], steps: list[list[str]]) -> list[list[float]]:
         """Step scores of the solutions; 503 when the queue is full, 504 past ``timeout_s``."""
