@@ -487,6 +487,55 @@ def score(
     typer.echo(f"{new} solutions scored ({old} already done) -> {out}")
 
 
+@app.command("serve")
+def serve_cmd(
+    model: Annotated[str, typer.Option(help="Reward model: a PRM, ORM or value directory, or a hub id.")],
+    host: Annotated[str, typer.Option(help="Address to bind; other than 127.0.0.1 opens it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="PRMKIT_API_KEY", help="Require 'Authorization: Bearer KEY' on every route but /health."),
+    ] = None,
+    aggregation: Annotated[str, typer.Option(help="Step scores -> one reward: min, prod, last, mean.")] = "min",
+    steps: Annotated[str, typer.Option(help="How texts split into steps: gsm8k (lines), math, sep:<s>.")] = "gsm8k",
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="A released PRM's format: prmkit, math-shepherd, qwen-prm, trl."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Solutions per forward pass.")] = 16,
+    max_batch: Annotated[int, typer.Option(help="Solutions of concurrent requests gathered per score call.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 past it).")] = 4 * 2**20,
+    max_solutions: Annotated[int, typer.Option(help="Solutions (or queries) per request.")] = 256,
+    max_steps: Annotated[int, typer.Option(help="Steps per solution.")] = 128,
+    max_chars: Annotated[int, typer.Option(help="Characters per solution (question + steps, or a query).")] = 20_000,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per formatted solution (default: the model's context).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may wait for its scores (504 past it).")] = 60.0,
+    response_marker: Annotated[str, typer.Option(help="/get_reward without prompts: the response follows the last one.")] = "\nAnswer:\n",
+    question_regex: Annotated[str | None, typer.Option(help="/get_reward: group 1 of this regex in the prompt is the question.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+):  # fmt: skip
+    """Serve a reward model over HTTP: POST /score (per-step scores + an aggregated score), POST /get_reward
+    (OpenRLHF's --remote_rm_url protocol), GET /health. Concurrent requests are batched into shared
+    forward passes. See the README's "Serving a PRM" for request examples and the verl recipe.
+    """
+    try:
+        from prmkit.serve import ServeConfig, run_server
+
+        cfg = ServeConfig(
+            aggregation=aggregation, steps=steps, batch_size=batch_size, max_batch=max_batch,
+            max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_solutions=max_solutions,
+            max_steps=max_steps, max_chars=max_chars, max_tokens=max_tokens, timeout_s=timeout,
+            api_key=api_key, response_marker=response_marker.replace("\\n", "\n"), question_regex=question_regex,
+        )  # fmt: skip
+        run_server(model, cfg, host, port, log_level, threads, **({"format": fmt} if fmt else {}))
+    except ModuleNotFoundError as e:
+        _fail(ValueError(f"prmkit serve needs {e.name}: pip install 'prmkit[serve]'"))
+    except (ValueError, OSError) as e:
+        _fail(e)
+
+
 @eval_app.command("verifier")
 def eval_verifier(
     scores: Annotated[Path, typer.Option(help="scores.jsonl from prmkit score.")],

@@ -1,6 +1,7 @@
 """Sampling backends behind one interface, and generator fine-tuning (``policy.sft``)."""
 
 from prmkit.policy import hf as _hf  # noqa: F401  (registers the "hf" backend)
+from prmkit.policy import openai as _openai  # noqa: F401  (registers "openai"; the SDK loads on use)
 from prmkit.policy.base import Completion, Policy, make_policy, policy_names, register_policy
 
 __all__ = ["Completion", "Policy", "make_policy", "policy_names", "register_policy"]
