@@ -119,6 +119,11 @@ def load_world(path: str, split: str = "test") -> list[Problem]:
     p = Path(path)
     if p.is_dir():
         p = p / "world" / f"{split}.jsonl"
+        if not p.exists():
+            raise DataError(
+                path, None, f"a run directory without {p.relative_to(path)}: make its world with "
+                f"`prmkit world --out {path}` (or give a problems JSONL)"
+            )  # fmt: skip
     return read_jsonl(p, Problem)
 
 
