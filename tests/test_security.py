@@ -280,3 +280,22 @@ def test_processbench_file_size_limit(tmp_path):
         DataError, match=r"gsm8k.json: file of \d+ bytes is larger than the 10 bytes read whole"
     ):
         load_processbench(path, max_bytes=10)
+
+
+def test_a_hub_dataset_id_can_be_pinned_to_a_revision(monkeypatch):
+    import datasets
+
+    from prmkit.data import load_gsm8k
+
+    asked = {}
+
+    def fake(repo, config, split, revision):
+        asked.update(repo=repo, config=config, split=split, revision=revision)
+        return [{"question": "Tom has 3 pens. How many?", "answer": "He has 3.\n#### 3"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    (p,) = load_gsm8k("openai/gsm8k@0123abc", "test")
+    assert asked == {"repo": "openai/gsm8k", "config": "main", "split": "test", "revision": "0123abc"}
+    assert p.answer == "3"
+    load_gsm8k("openai/gsm8k", "train")
+    assert asked["revision"] is None and asked["split"] == "train"

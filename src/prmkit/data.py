@@ -43,7 +43,8 @@ def _records(path_or_id: str, hub_default: str, split: str, config: str | None) 
         raise DataError(path, None, "file not found")
     from datasets import load_dataset  # a hub id: needs the network
 
-    ds = load_dataset(path_or_id or hub_default, config, split=split)
+    repo, _, revision = (path_or_id or hub_default).partition("@")  # "openai/gsm8k@<commit>" pins it
+    ds = load_dataset(repo, config, split=split, revision=revision or None)
     yield from enumerate(ds, start=1)
 
 
