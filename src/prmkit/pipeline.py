@@ -81,10 +81,15 @@ class DemoConfig:
     verifiers: tuple[str, ...] = ("prm", "orm", "value")
     groups: int = 3  # resampled draws per N in the best-of-N curves (the papers use 3)
     score_batch_size: int = 32
+    # CPU threads for the whole demo (0 = torch's default, the machine's cores). Fixed, the numbers repeat
+    # to the digit on any machine; and tiny models gain nothing from a second thread, which on a loaded
+    # 2-core machine mostly waits (docs/benchmarks.md)
+    torch_threads: int = 0
 
     def __post_init__(self):
-        if min(self.test_problems, self.ood_problems, self.label_solutions, self.audit_solutions) < 0:
-            raise ValueError("demo: problem and solution counts must be >= 0")
+        if min(self.test_problems, self.ood_problems, self.label_solutions, self.audit_solutions,
+               self.torch_threads) < 0:  # fmt: skip
+            raise ValueError("demo: problem and solution counts and torch_threads must be >= 0")
         if min(self.ood_samples, self.pool_problems, self.pool_samples, self.audit_n, self.groups) < 1:
             raise ValueError(
                 "demo: ood_samples, pool_problems, pool_samples, audit_n and groups must be >= 1"
@@ -352,12 +357,24 @@ def evaluate_split(
 
 
 def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) the demo in ``run_dir``; returns the report."""
-    from prmkit.evaluate.report import render_report
+    """Run (or resume) the demo in ``run_dir`` on ``demo.torch_threads`` threads; returns the report."""
+    import torch
 
     recipe = DemoRecipe.from_dict(recipe_dict)
     run_dir = Path(run_dir)
     _claim_run_dir(run_dir, recipe)
+    threads = torch.get_num_threads()
+    if recipe.demo.torch_threads:
+        torch.set_num_threads(recipe.demo.torch_threads)
+    try:
+        return _run_demo(recipe, run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
+    from prmkit.evaluate.report import render_report
+
     timer = Timer(run_dir / "timings.json")
     splits = stage_problems(recipe, run_dir, timer)
     oracle = recipe.data.source == "world"

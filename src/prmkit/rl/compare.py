@@ -6,9 +6,6 @@ accuracy on the report's test problems. PPO's own held-out curve uses other test
 (``held_out``), never the ones reported. ``outcome`` PPO takes the ORM's score as its reward,
 ``process`` PPO the PRM's step scores, ``answer`` PPO the graded final answer (no verifier).
 
-On a CPU, tiny models run PPO faster on one thread than on two (``rl.torch_threads``; the step is
-many small matrix products, and a second thread mostly waits), so the world recipe sets it to 1.
-
 "RL + verification": the first seed's process-PPO policy samples ``bon_samples`` solutions per test
 problem, the PRM picks one (min aggregation), and the result stands beside the SFT generator's
 best-of-N at the same N.
@@ -36,14 +33,13 @@ class RLConfig:
     methods: tuple[str, ...] = ()  # () = no RL section; valid: rft, outcome, process, answer
     seeds: int = 3
     bon_samples: int = 16  # RL + verification: samples per test problem (0 = skip)
-    torch_threads: int = 0  # CPU threads for the RL section (0 = torch's default)
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"rl.methods: unknown {', '.join(unknown)}; valid: {', '.join(METHODS)}")
-        if self.seeds < 1 or self.bon_samples < 0 or self.torch_threads < 0:
-            raise ValueError("rl: seeds must be >= 1, bon_samples and torch_threads >= 0")
+        if self.seeds < 1 or self.bon_samples < 0:
+            raise ValueError("rl: seeds must be >= 1 and bon_samples >= 0")
 
     def verifiers(self) -> set[str]:
         """The demo verifiers the chosen methods need (``prm``, ``orm``)."""
@@ -78,22 +74,6 @@ def run_rl(
 ) -> dict[str, Any]:
     """Train every method for every seed (each resumes or is skipped when finished), evaluate, and return
     ``{"greedy": {label: {"seeds": [...], "mean", "std"}}, "verification": {...}}``."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    try:
-        return _run_rl(
-            cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, timer, sft_greedy
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_rl(
-    cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, timer, sft_greedy
-) -> dict[str, Any]:
     out = run_dir / "rl"
     if sft_greedy is None:  # the demo measured it already unless demo.greedy is off
         sft_greedy = greedy_accuracy(generator, test, sample, out / "samples_test_greedy_sft.jsonl")
