@@ -7,6 +7,7 @@ line and field, and exit status 2.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -51,6 +52,23 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _command(group: typer.Typer, name: str | None = None):
+    """Register a command of ``group`` whose bad input (a ValueError or OSError from the library: a file,
+    line and field, or an option and its valid values) ends with that one line on stderr and exit 2."""
+
+    def register(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (ValueError, OSError) as e:
+                _fail(e)
+
+        return group.command(name)(run)
+
+    return register
+
+
 def _configs(stages: tuple[str, ...], recipe: Path | None, sets: list[str] | None, **options) -> list:
     """The configs of ``stages``, the ones this command reads (``config.STAGES``), from --recipe and
     --set, with the command's own options on top (None: not given). A --set of another stage has no
@@ -91,7 +109,7 @@ def _verifier_config(stage: str, recipe, sets, init: str | None, problems: str):
     return cfg
 
 
-@app.command()
+@_command(app)
 def world(
     out: Annotated[
         Path, typer.Option(help="Run directory; problems go to OUT/world/{train,test,ood}.jsonl.")
@@ -100,18 +118,15 @@ def world(
     set_: SetOpt = None,
 ):
     """Generate the synthetic GSM world (train/test/OOD problems in GSM8K format, with oracle graphs)."""
-    try:
-        from prmkit.pipeline import stage_world
+    from prmkit.pipeline import stage_world
 
-        cfg = _config("world", recipe, set_)
-        splits = stage_world(cfg, out)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config("world", recipe, set_)
+    splits = stage_world(cfg, out)
     for name, problems in splits.items():
         typer.echo(f"{name}: {len(problems)} problems -> {out / 'world' / (name + '.jsonl')}")
 
 
-@app.command()
+@_command(app)
 def sft(
     problems: Annotated[
         str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
@@ -128,19 +143,16 @@ def sft(
     The model is sft.model: a Hugging Face path or id (e.g. Qwen/Qwen2.5-Math-1.5B), or scratch:SIZE for a
     tiny Llama with a new digit-level tokenizer (sizes: test, small, demo).
     """
-    try:
-        from prmkit.data import load_problems
-        from prmkit.policy.sft import train_sft
+    from prmkit.data import load_problems
+    from prmkit.policy.sft import train_sft
 
-        cfg = _config("sft", recipe, set_)
-        probs = load_problems(source, problems, split=split, limit=limit)
-        path = train_sft(cfg, probs, out)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config("sft", recipe, set_)
+    probs = load_problems(source, problems, split=split, limit=limit)
+    path = train_sft(cfg, probs, out)
     typer.echo(f"generator -> {path}")
 
 
-@app.command()
+@_command(app)
 def sample(
     model: Annotated[str, typer.Option(help="Generator: a model directory or hub id.")],
     problems: Annotated[str, typer.Option(help="Problems: a world run dir, a JSONL path or a hub id.")],
@@ -154,20 +166,17 @@ def sample(
     revision: RevisionOpt = None,
 ):
     """Sample N solutions per problem (calculator on by default), grade them, print accuracy and pass@k."""
-    try:
-        from prmkit.data import load_problems
-        from prmkit.sample import accuracy_summary, build_policy, sample_problems
+    from prmkit.data import load_problems
+    from prmkit.sample import accuracy_summary, build_policy, sample_problems
 
-        cfg = _config("sample", recipe, set_, **_hub(trust_remote_code, revision))
-        probs = load_problems(source, problems, split=split, limit=limit)
-        sols = sample_problems(build_policy(model, cfg), probs, cfg, out)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config("sample", recipe, set_, **_hub(trust_remote_code, revision))
+    probs = load_problems(source, problems, split=split, limit=limit)
+    sols = sample_problems(build_policy(model, cfg), probs, cfg, out)
     ks = tuple(k for k in (1, 4, 16, 64) if k <= cfg.n)
     typer.echo(json.dumps(accuracy_summary(sols, ks=ks)))
 
 
-@app.command()
+@_command(app)
 def annotate(
     model: Annotated[
         str, typer.Option(help="Completer: a model directory or hub id (usually the generator).")
@@ -188,19 +197,16 @@ def annotate(
     annotate.strategy: per_step (the paper), early_stop (stop a prefix at its first correct completion),
     binary_search (bisect for the first step with HE=0); annotate.n completions per prefix.
     """
-    try:
-        from prmkit.annotate import annotate as run_annotate
-        from prmkit.data import load_problems
-        from prmkit.io import read_jsonl
-        from prmkit.sample import build_policy
-        from prmkit.types import Solution
+    from prmkit.annotate import annotate as run_annotate
+    from prmkit.data import load_problems
+    from prmkit.io import read_jsonl
+    from prmkit.sample import build_policy
+    from prmkit.types import Solution
 
-        cfg = _config("annotate", recipe, set_, **_hub(trust_remote_code, revision))
-        probs = load_problems(source, problems, split=split)
-        sols = read_jsonl(samples, Solution)
-        labels = run_annotate(build_policy(model, cfg), sols, probs, cfg, out, limit=limit)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config("annotate", recipe, set_, **_hub(trust_remote_code, revision))
+    probs = load_problems(source, problems, split=split)
+    sols = read_jsonl(samples, Solution)
+    labels = run_annotate(build_policy(model, cfg), sols, probs, cfg, out, limit=limit)
     done = [r for r in labels if not r.meta.get("skipped")]
     tokens = sum(r.meta.get("tokens", 0) for r in done)
     typer.echo(
@@ -208,7 +214,7 @@ def annotate(
     )
 
 
-@app.command()
+@_command(app)
 def export(
     labels: Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate.")],
     problems: Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")],
@@ -223,16 +229,13 @@ def export(
     split: SplitOpt = "train",
 ):
     """Export step labels to Math-Shepherd's format or TRL's stepwise_supervision (a datasets dataset)."""
-    try:
-        from prmkit.data import export_labels, load_problems
-        from prmkit.io import read_jsonl
-        from prmkit.types import StepLabels
+    from prmkit.data import export_labels, load_problems
+    from prmkit.io import read_jsonl
+    from prmkit.types import StepLabels
 
-        n = export_labels(
-            read_jsonl(labels, StepLabels), load_problems(source, problems, split=split), out, fmt, label
-        )
-    except (ValueError, OSError) as e:
-        _fail(e)
+    n = export_labels(
+        read_jsonl(labels, StepLabels), load_problems(source, problems, split=split), out, fmt, label
+    )
     typer.echo(f"{n} labelled solutions -> {out}")
 
 
@@ -243,7 +246,7 @@ eval_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 
 
-@eval_app.command("annotation")
+@_command(eval_app, "annotation")
 def eval_annotation(
     labels: Annotated[Path, typer.Option(help="labels.jsonl from a per_step run (keeps every outcome).")],
     problems: Annotated[str, typer.Option(help="The world problems: a run dir or a problems JSONL.")],
@@ -252,24 +255,21 @@ def eval_annotation(
     ns: Annotated[str, typer.Option(help="Comma-separated N values to evaluate.")] = "1,2,4,8,16",
 ):
     """Hard/soft estimate quality against the world oracle, for each strategy and N (replayed exactly)."""
-    try:
-        from prmkit.data import load_problems
-        from prmkit.evaluate.annotation import annotation_quality, plot_quality, render_table
-        from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
-        from prmkit.types import StepLabels
+    from prmkit.data import load_problems
+    from prmkit.evaluate.annotation import annotation_quality, plot_quality, render_table
+    from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
+    from prmkit.types import StepLabels
 
-        rows = annotation_quality(
-            read_jsonl(labels, StepLabels),
-            load_problems("world", problems, split=split),
-            tuple(int(x) for x in ns.split(",")),
-        )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        table = render_table(rows)
-        atomic_write_json(out_dir / "annotation_quality.json", rows)
-        atomic_write_text(out_dir / "annotation_quality.md", table + "\n")
-        plot_quality(rows, out_dir / "annotation_quality.png")
-    except (ValueError, OSError) as e:
-        _fail(e)
+    rows = annotation_quality(
+        read_jsonl(labels, StepLabels),
+        load_problems("world", problems, split=split),
+        tuple(int(x) for x in ns.split(",")),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = render_table(rows)
+    atomic_write_json(out_dir / "annotation_quality.json", rows)
+    atomic_write_text(out_dir / "annotation_quality.md", table + "\n")
+    plot_quality(rows, out_dir / "annotation_quality.png")
     typer.echo(table)
 
 
@@ -293,27 +293,22 @@ def _train_reward(
     prm_scores: Path | None = None,
     samples: Path | None = None,
 ) -> None:
-    try:
-        from prmkit.data import load_problems
-        from prmkit.io import read_jsonl, read_scores
-        from prmkit.reward.train import outcome_labels, prm_supervised, train_reward
-        from prmkit.types import Solution, StepLabels
+    from prmkit.data import load_problems
+    from prmkit.io import read_jsonl, read_scores
+    from prmkit.reward.train import outcome_labels, prm_supervised, train_reward
+    from prmkit.types import Solution, StepLabels
 
-        cfg = _verifier_config(kind, recipe, set_, init, problems)
-        probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        if (labels is None) == (samples is None):
-            raise ValueError(
-                "give either --labels (annotated solutions) or --samples (graded samples; orm only)"
-            )
-        if samples is not None:
-            records = outcome_labels(read_jsonl(samples, Solution))
-        else:
-            records = read_jsonl(labels, StepLabels)
-        if prm_scores is not None:
-            records = prm_supervised(records, read_scores(prm_scores))
-        path = train_reward(cfg, records, probs, out)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _verifier_config(kind, recipe, set_, init, problems)
+    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    if (labels is None) == (samples is None):
+        raise ValueError("give either --labels (annotated solutions) or --samples (graded samples; orm only)")
+    if samples is not None:
+        records = outcome_labels(read_jsonl(samples, Solution))
+    else:
+        records = read_jsonl(labels, StepLabels)
+    if prm_scores is not None:
+        records = prm_supervised(records, read_scores(prm_scores))
+    path = train_reward(cfg, records, probs, out)
     typer.echo(f"{kind} -> {path}")
 
 
@@ -326,7 +321,7 @@ RewardOutOpt = Annotated[Path, typer.Option(help="Output model directory (resume
 ProblemsOpt = Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")]
 
 
-@train_app.command("prm")
+@_command(train_app, "prm")
 def train_prm(
     labels: LabelsOpt,
     problems: ProblemsOpt,
@@ -345,7 +340,7 @@ def train_prm(
     _train_reward("prm", labels, problems, source, split, init, out, recipe, set_)
 
 
-@train_app.command("orm")
+@_command(train_app, "orm")
 def train_orm(
     problems: ProblemsOpt,
     out: RewardOutOpt,
@@ -379,7 +374,7 @@ def train_orm(
 SamplesOpt = Annotated[Path, typer.Option(help="samples.jsonl of graded solutions (Solution.correct).")]
 
 
-@train_app.command("value")
+@_command(train_app, "value")
 def train_value_cmd(
     samples: SamplesOpt,
     problems: ProblemsOpt,
@@ -395,21 +390,18 @@ def train_value_cmd(
     Paper defaults: value.head=token (value.head=last = the solution-level verifier), value.lm_coef=1.0
     (auxiliary language-modelling loss), value.resid_dropout=0.2. Score with the value at each step's end.
     """
-    try:
-        from prmkit.data import load_problems
-        from prmkit.io import read_jsonl
-        from prmkit.reward.value import train_value
-        from prmkit.types import Solution
+    from prmkit.data import load_problems
+    from prmkit.io import read_jsonl
+    from prmkit.reward.value import train_value
+    from prmkit.types import Solution
 
-        cfg = _verifier_config("value", recipe, set_, init, problems)
-        probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        path = train_value(cfg, read_jsonl(samples, Solution), probs, out)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _verifier_config("value", recipe, set_, init, problems)
+    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    path = train_value(cfg, read_jsonl(samples, Solution), probs, out)
     typer.echo(f"value -> {path}")
 
 
-@train_app.command("critique")
+@_command(train_app, "critique")
 def train_critique_cmd(
     samples: SamplesOpt,
     problems: ProblemsOpt,
@@ -429,22 +421,19 @@ def train_critique_cmd(
     Stage 2 is ordinary ORM/PRM training from this output: prmkit train orm/prm --init OUT. Critiques
     come from the world oracle, or from --critiques for other problems.
     """
-    try:
-        from prmkit.data import load_problems
-        from prmkit.io import read_jsonl
-        from prmkit.reward.critique import load_critiques, train_critique
-        from prmkit.types import Solution
+    from prmkit.data import load_problems
+    from prmkit.io import read_jsonl
+    from prmkit.reward.critique import load_critiques, train_critique
+    from prmkit.types import Solution
 
-        cfg = _verifier_config("critique", recipe, set_, init, problems)
-        probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        given = load_critiques(critiques) if critiques else None
-        path = train_critique(cfg, read_jsonl(samples, Solution), probs, out, given)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _verifier_config("critique", recipe, set_, init, problems)
+    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    given = load_critiques(critiques) if critiques else None
+    path = train_critique(cfg, read_jsonl(samples, Solution), probs, out, given)
     typer.echo(f"critique model -> {path}")
 
 
-@app.command()
+@_command(app)
 def score(
     model: Annotated[str, typer.Option(help="Reward model: a directory from prmkit train, or a hub id.")],
     samples: Annotated[Path, typer.Option(help="samples.jsonl of the solutions to score.")],
@@ -469,25 +458,22 @@ def score(
     --trust-remote-code: its reward head is Python code shipped in the repository). Where the model came
     from (a path, or a hub id and its commit) goes to OUT's .meta.json.
     """
-    try:
-        from prmkit.data import load_problems
-        from prmkit.io import read_jsonl
-        from prmkit.reward import score_solutions
-        from prmkit.types import Solution
+    from prmkit.data import load_problems
+    from prmkit.io import read_jsonl
+    from prmkit.reward import score_solutions
+    from prmkit.types import Solution
 
-        probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        sols = read_jsonl(samples, Solution)
-        kw = {"format": fmt} if fmt else {}
-        new, old = score_solutions(
-            model, sols, probs, out, batch_size, origin=str(samples), trust_remote_code=trust_remote_code,
-            revision=revision, **kw,
-        )  # fmt: skip
-    except (ValueError, OSError) as e:
-        _fail(e)
+    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    sols = read_jsonl(samples, Solution)
+    kw = {"format": fmt} if fmt else {}
+    new, old = score_solutions(
+        model, sols, probs, out, batch_size, origin=str(samples), trust_remote_code=trust_remote_code,
+        revision=revision, **kw,
+    )  # fmt: skip
     typer.echo(f"{new} solutions scored ({old} already done) -> {out}")
 
 
-@app.command("serve")
+@_command(app, "serve")
 def serve_cmd(
     model: Annotated[str, typer.Option(help="Reward model: a PRM, ORM or value directory, or a hub id.")],
     host: Annotated[str, typer.Option(help="Address to bind; other than 127.0.0.1 opens it to the network.")] = "127.0.0.1",
@@ -522,21 +508,18 @@ def serve_cmd(
     """
     try:
         from prmkit.serve import ServeConfig, run_server
-
-        cfg = ServeConfig(
-            aggregation=aggregation, steps=steps, batch_size=batch_size, max_batch=max_batch,
-            max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_solutions=max_solutions,
-            max_steps=max_steps, max_chars=max_chars, max_tokens=max_tokens, timeout_s=timeout,
-            api_key=api_key, response_marker=response_marker.replace("\\n", "\n"), question_regex=question_regex,
-        )  # fmt: skip
-        run_server(model, cfg, host, port, log_level, threads, **({"format": fmt} if fmt else {}))
     except ModuleNotFoundError as e:
-        _fail(ValueError(f"prmkit serve needs {e.name}: pip install 'prmkit[serve]'"))
-    except (ValueError, OSError) as e:
-        _fail(e)
+        raise ValueError(f"prmkit serve needs {e.name}: pip install 'prmkit[serve]'") from None
+    cfg = ServeConfig(
+        aggregation=aggregation, steps=steps, batch_size=batch_size, max_batch=max_batch,
+        max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_solutions=max_solutions,
+        max_steps=max_steps, max_chars=max_chars, max_tokens=max_tokens, timeout_s=timeout,
+        api_key=api_key, response_marker=response_marker.replace("\\n", "\n"), question_regex=question_regex,
+    )  # fmt: skip
+    run_server(model, cfg, host, port, log_level, threads, **({"format": fmt} if fmt else {}))
 
 
-@eval_app.command("verifier")
+@_command(eval_app, "verifier")
 def eval_verifier(
     scores: Annotated[Path, typer.Option(help="scores.jsonl from prmkit score.")],
     samples: Annotated[Path, typer.Option(help="The scored samples.jsonl.")],
@@ -545,20 +528,17 @@ def eval_verifier(
     threshold: Annotated[float, typer.Option(help="A step is judged good when its score is >= this.")] = 0.5,
 ):
     """A verifier against the world oracle: step accuracy, first-error F1, final-answer judgement accuracy."""
-    try:
-        from prmkit.data import load_problems
-        from prmkit.evaluate.verifier import verifier_quality
-        from prmkit.io import read_jsonl, read_scores
-        from prmkit.types import Solution
+    from prmkit.data import load_problems
+    from prmkit.evaluate.verifier import verifier_quality
+    from prmkit.io import read_jsonl, read_scores
+    from prmkit.types import Solution
 
-        probs = {p.id: p for p in load_problems("world", problems, split=split)}
-        result = verifier_quality(read_scores(scores), read_jsonl(samples, Solution), probs, threshold)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    probs = {p.id: p for p in load_problems("world", problems, split=split)}
+    result = verifier_quality(read_scores(scores), read_jsonl(samples, Solution), probs, threshold)
     typer.echo(json.dumps(result))
 
 
-@eval_app.command("verifier-curve")
+@_command(eval_app, "verifier-curve")
 def eval_verifier_curve(
     labels: Annotated[Path, typer.Option(help="labels.jsonl of the training problems.")],
     problems: Annotated[str, typer.Option(help="The world run dir (train and test splits).")],
@@ -573,39 +553,36 @@ def eval_verifier_curve(
 ):
     """PRM vs ORM trained on growing fractions of the labels, measured on the test pool against the oracle
     (step accuracy, first-error F1, final-answer judgement, best-of-N by min score)."""
-    try:
-        from prmkit.data import load_problems
-        from prmkit.evaluate.report import num, pct
-        from prmkit.evaluate.verifier import data_quantity_curve
-        from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
-        from prmkit.types import Solution, StepLabels
+    from prmkit.data import load_problems
+    from prmkit.evaluate.report import num, pct
+    from prmkit.evaluate.verifier import data_quantity_curve
+    from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
+    from prmkit.types import Solution, StepLabels
 
-        configs = dict(zip(("prm", "orm"), _configs(("prm", "orm"), recipe, set_), strict=True))
-        rows = data_quantity_curve(
-            read_jsonl(labels, StepLabels),
-            {p.id: p for p in load_problems("world", problems, split="train")},
-            read_jsonl(samples, Solution),
-            {p.id: p for p in load_problems("world", problems, split="test")},
-            init,
-            out_dir,
-            tuple(float(f) for f in fractions.split(",")),
-            configs=configs,
-        )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "verifier_curve.json", rows)
-        head = "| kind | fraction | labelled | step acc | first-error F1 | final judgement | best-of-N |"
-        lines = [head, "|---|---|---|---|---|---|---|"] + [
-            f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {pct(r['step_accuracy'])} | "
-            f"{num(r['f1'])} | {pct(r['final_judgement_accuracy'])} | {pct(r['best_of_n'])} |"
-            for r in rows
-        ]
-        atomic_write_text(out_dir / "verifier_curve.md", "\n".join(lines) + "\n")
-    except (ValueError, OSError) as e:
-        _fail(e)
+    configs = dict(zip(("prm", "orm"), _configs(("prm", "orm"), recipe, set_), strict=True))
+    rows = data_quantity_curve(
+        read_jsonl(labels, StepLabels),
+        {p.id: p for p in load_problems("world", problems, split="train")},
+        read_jsonl(samples, Solution),
+        {p.id: p for p in load_problems("world", problems, split="test")},
+        init,
+        out_dir,
+        tuple(float(f) for f in fractions.split(",")),
+        configs=configs,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "verifier_curve.json", rows)
+    head = "| kind | fraction | labelled | step acc | first-error F1 | final judgement | best-of-N |"
+    lines = [head, "|---|---|---|---|---|---|---|"] + [
+        f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {pct(r['step_accuracy'])} | "
+        f"{num(r['f1'])} | {pct(r['final_judgement_accuracy'])} | {pct(r['best_of_n'])} |"
+        for r in rows
+    ]
+    atomic_write_text(out_dir / "verifier_curve.md", "\n".join(lines) + "\n")
     typer.echo("\n".join(lines))
 
 
-@eval_app.command("bon")
+@_command(eval_app, "bon")
 def eval_bon(
     samples: Annotated[Path, typer.Option(help="samples.jsonl: the pool, N_max samples per problem.")],
     problems: Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")],
@@ -624,32 +601,29 @@ def eval_bon(
 ):
     """Best-of-N curves: majority voting, best-of-N and weighted self-consistency per verifier, top-K
     voting, and pass@N, for N = 1, 2, 4, ... N_max, averaged over resampled draws with 95 % intervals."""
-    try:
-        from prmkit.data import load_problems
-        from prmkit.evaluate.bon import bon_report, plot_bon
-        from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores
-        from prmkit.types import Solution
+    from prmkit.data import load_problems
+    from prmkit.evaluate.bon import bon_report, plot_bon
+    from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores
+    from prmkit.types import Solution
 
-        probs = {p.id: p for p in load_problems(source, problems, split=split)}
-        tables: dict[str, dict] = {}
-        for item in scores or []:
-            name, sep, path = item.partition("=")
-            if not sep:
-                raise ValueError(f"--scores {item!r}: expected NAME=PATH")
-            tables[name] = read_scores(path)
-        rows, table = bon_report(
-            read_jsonl(samples, Solution), probs, tables, aggregations.split(","), groups=groups, top_k=top_k
-        )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "bon.json", rows)
-        atomic_write_text(out_dir / "bon.md", table + "\n")
-        plot_bon(rows, out_dir / "bon.png")
-    except (ValueError, OSError) as e:
-        _fail(e)
+    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    tables: dict[str, dict] = {}
+    for item in scores or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--scores {item!r}: expected NAME=PATH")
+        tables[name] = read_scores(path)
+    rows, table = bon_report(
+        read_jsonl(samples, Solution), probs, tables, aggregations.split(","), groups=groups, top_k=top_k
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "bon.json", rows)
+    atomic_write_text(out_dir / "bon.md", table + "\n")
+    plot_bon(rows, out_dir / "bon.png")
     typer.echo(table)
 
 
-@eval_app.command("processbench")
+@_command(eval_app, "processbench")
 def eval_processbench(
     data: Annotated[
         list[Path], typer.Option(help="ProcessBench JSON files, or a directory of them (repeatable).")
@@ -676,28 +650,25 @@ def eval_processbench(
 ):
     """ProcessBench: accuracy on erroneous and on correct samples and their harmonic mean (F1), per subset
     and averaged."""
-    try:
-        from prmkit.evaluate.processbench import load_predictions, run_processbench
+    from prmkit.evaluate.processbench import load_predictions, run_processbench
 
-        files = sorted(f for d in data for f in ([*d.glob("*.json")] if d.is_dir() else [d]))
-        if not files:
-            raise ValueError(f"no ProcessBench .json files in {', '.join(map(str, data))}")
-        rm = None
-        if model:
-            from prmkit.reward import load_reward_model
+    files = sorted(f for d in data for f in ([*d.glob("*.json")] if d.is_dir() else [d]))
+    if not files:
+        raise ValueError(f"no ProcessBench .json files in {', '.join(map(str, data))}")
+    rm = None
+    if model:
+        from prmkit.reward import load_reward_model
 
-            kw = {"format": fmt} if fmt else {}
-            rm = load_reward_model(model, trust_remote_code=trust_remote_code, revision=revision, **kw)
-        preds = load_predictions(predictions) if predictions else None
-        results = run_processbench(files, rm, preds, None if pick_threshold else threshold, limit)
-        if rm is not None:
-            results["model"] = rm.source
-    except (ValueError, OSError) as e:
-        _fail(e)
+        kw = {"format": fmt} if fmt else {}
+        rm = load_reward_model(model, trust_remote_code=trust_remote_code, revision=revision, **kw)
+    preds = load_predictions(predictions) if predictions else None
+    results = run_processbench(files, rm, preds, None if pick_threshold else threshold, limit)
+    if rm is not None:
+        results["model"] = rm.source
     typer.echo(json.dumps(results))
 
 
-@app.command("import")
+@_command(app, "import")
 def import_labels(
     fmt: Annotated[str, typer.Argument(help="prm800k (stepwise rows) or math-shepherd (ки-tagged).")],
     input: Annotated[Path, typer.Option(help="The file to import (JSONL, or Parquet for prm800k).")],
@@ -708,21 +679,18 @@ def import_labels(
 ):
     """Turn step labels from elsewhere into prmkit's problems.jsonl + labels.jsonl, ready for
     `prmkit train prm --labels OUT/labels.jsonl --problems OUT/problems.jsonl --source problems`."""
-    try:
-        from prmkit.data import IMPORTERS
-        from prmkit.io import write_jsonl
+    from prmkit.data import IMPORTERS
+    from prmkit.io import write_jsonl
 
-        if fmt not in IMPORTERS:
-            raise ValueError(f"unknown import format {fmt!r}; valid: {', '.join(IMPORTERS)}")
-        problems, labels = IMPORTERS[fmt](input, neutral=neutral)
-        write_jsonl(out_dir / "problems.jsonl", problems)
-        write_jsonl(out_dir / "labels.jsonl", labels)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    if fmt not in IMPORTERS:
+        raise ValueError(f"unknown import format {fmt!r}; valid: {', '.join(IMPORTERS)}")
+    problems, labels = IMPORTERS[fmt](input, neutral=neutral)
+    write_jsonl(out_dir / "problems.jsonl", problems)
+    write_jsonl(out_dir / "labels.jsonl", labels)
     typer.echo(f"{len(problems)} problems, {len(labels)} labelled solutions -> {out_dir}")
 
 
-@app.command()
+@_command(app)
 def demo(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML.")] = Path("recipes/world.yaml"),
     run_dir: Annotated[Path, typer.Option(help="Run directory (resumes if it exists).")] = Path("runs/world"),
@@ -735,13 +703,10 @@ def demo(
     The default recipe is the synthetic world (recipes/world.yaml, ~23 min on 2 CPU cores, 8 of them RL);
     recipes/world-quick.yaml is a one-minute smoke run, recipes/gsm8k.yaml the real-data version for a GPU.
     """
-    try:
-        from prmkit.config import load_recipe
-        from prmkit.pipeline import run_demo
+    from prmkit.config import load_recipe
+    from prmkit.pipeline import run_demo
 
-        report = run_demo(load_recipe(recipe, set_), run_dir)
-    except (ValueError, OSError) as e:
-        _fail(e)
+    report = run_demo(load_recipe(recipe, set_), run_dir)
     typer.echo((run_dir / "report.md").read_text())
     total = sum(report["timings"].values())
     typer.echo(f"report: {run_dir / 'report.md'} ({total:.0f} s of stage time)")
@@ -754,7 +719,7 @@ rl_app = typer.Typer(
 app.add_typer(rl_app, name="rl")
 
 
-@rl_app.command("ppo")
+@_command(rl_app, "ppo")
 def rl_ppo(
     policy: Annotated[
         str, typer.Option(help="Policy to start from (usually the generator); the KL reference.")
@@ -796,27 +761,24 @@ def rl_ppo(
     OUT.checkpoints/metrics.jsonl (copied into OUT); a killed run resumes from its last checkpoint
     (ppo.save_every). OUT is an ordinary model directory: sample it with prmkit sample --model OUT.
     """
-    try:
-        from prmkit.data import load_problems
-        from prmkit.rl import train_ppo
+    from prmkit.data import load_problems
+    from prmkit.rl import train_ppo
 
-        cfg = _config("ppo", recipe, set_, reward_model=reward_model, reward=reward, eval_problems=eval_limit)
-        probs = load_problems(source, problems, split=split, limit=limit)
-        if eval_problems is None and source == "world" and Path(problems).is_dir():
-            eval_problems = problems
-        evals = None
-        if eval_problems is not None and cfg.eval_problems > 0:
-            evals = load_problems(source, eval_problems, split=eval_split, limit=cfg.eval_problems)
-        path = train_ppo(cfg, policy, probs, out, eval_problems=evals)
-        summary = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config("ppo", recipe, set_, reward_model=reward_model, reward=reward, eval_problems=eval_limit)
+    probs = load_problems(source, problems, split=split, limit=limit)
+    if eval_problems is None and source == "world" and Path(problems).is_dir():
+        eval_problems = problems
+    evals = None
+    if eval_problems is not None and cfg.eval_problems > 0:
+        evals = load_problems(source, eval_problems, split=eval_split, limit=cfg.eval_problems)
+    path = train_ppo(cfg, policy, probs, out, eval_problems=evals)
+    summary = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
     start, end = summary.get("greedy_accuracy_start"), summary.get("greedy_accuracy_end")
     acc = f", greedy accuracy {start:.1%} -> {end:.1%}" if start is not None and end is not None else ""
     typer.echo(f"ppo ({cfg.reward}) {summary['iterations']} iterations{acc} -> {path}")
 
 
-@rl_app.command("rft")
+@_command(rl_app, "rft")
 def rl_rft(
     generator: Annotated[
         str, typer.Option(help="Generator to sample from and fine-tune (a model directory).")
@@ -835,15 +797,12 @@ def rl_rft(
     problem at rft.temperature, keep the distinct correct ones (and the reference solution), fine-tune the
     generator on them. Sampling and fine-tuning both resume after a kill.
     """
-    try:
-        from prmkit.data import load_problems
-        from prmkit.rl import train_rft
+    from prmkit.data import load_problems
+    from prmkit.rl import train_rft
 
-        cfg = _config("rft", recipe, set_)
-        path = train_rft(cfg, generator, load_problems(source, problems, split=split, limit=limit), out)
-        stats = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        _fail(e)
+    cfg = _config("rft", recipe, set_)
+    path = train_rft(cfg, generator, load_problems(source, problems, split=split, limit=limit), out)
+    stats = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
     typer.echo(
         f"rft: {stats.get('distinct_correct', 0)} distinct correct solutions of {stats.get('samples', 0)} "
         f"samples, {stats.get('examples', 0)} training examples -> {path}"
