@@ -35,8 +35,13 @@ def score_solutions(
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
         raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
-    appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]))
+    # chunks of fixed bounds, each appended in one write: a chunk cut short by a kill is scored again
+    # whole, in the same length-sorted batches, so the scores equal an uninterrupted run's to the bit
+    starts = range(0, len(solutions), SCORE_CHUNK)
+    units = [[(s.problem_id, s.sample_id) for s in solutions[i : i + SCORE_CHUNK]] for i in starts]
+    appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]), units=units)
     todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
+    left = {(s.problem_id, s.sample_id) for s in todo}
     bar = None
     if todo and progress:
         from tqdm.auto import tqdm
@@ -44,8 +49,10 @@ def score_solutions(
         bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
     with appender:
         rm = load_reward_model(str(model), **kwargs) if todo else None
-        for start in range(0, len(todo), SCORE_CHUNK):
-            chunk = todo[start : start + SCORE_CHUNK]
+        for start in starts:
+            chunk = [s for s in solutions[start : start + SCORE_CHUNK] if (s.problem_id, s.sample_id) in left]
+            if not chunk:
+                continue
             scores = rm.score(
                 [problems[s.problem_id].question for s in chunk],
                 [s.steps for s in chunk],
