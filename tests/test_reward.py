@@ -228,6 +228,10 @@ def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
     import shutil
 
     shutil.rmtree(out)  # as if killed after checkpoint-2: the rerun resumes and goes on to 3
+    half = tmp_path / "orm.checkpoints" / "checkpoint-3"  # and killed while saving checkpoint-3
+    half.mkdir()
+    (half / "trainer_state.json").write_text('{"global_step": 3, "log_hi')
+    assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-2")
     train_reward(RewardConfig(**{**cfg.__dict__, "max_steps": 3}), labels, probs, out)
     assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-3")
     assert StepRewardModel.from_pretrained(out).kind == "orm"
