@@ -21,7 +21,7 @@ After each kill the drill also notes what the kill left behind: a torn last line
 without ``trainer_state.json``, a temporary file. A rerun that exits non-zero is a failed resume: its
 error is reported and the chain starts over. Prints one JSON line.
 
-    PYTHONPATH=src python benchmarks/drill.py --kills-per-stage 7 --seed 0      # ~15 min on 2 cores
+    PYTHONPATH=src python benchmarks/drill.py --kills-per-stage 7 --seed 0      # 15-25 min on 2 cores
 """
 
 from __future__ import annotations
