@@ -250,3 +250,24 @@ def test_annotate_cli_on_real_gsm8k_samples(shared_data, tmp_path, tiny_model_di
         right, wrong = by_key[(p.id, 0)], by_key[(p.id, 1)]
         assert right.hard == [1] * len(right.steps) and sum(right.meta["n_completions"]) == 0
         assert wrong.hard[-1] == 0 and wrong.meta["final_correct"] is False
+
+
+class SeededScripted(Policy):
+    """Reaches the gold answer or not by the seed and the row, as a sampled completer does."""
+
+    def generate(self, prompts, n=1, seed=0, **kw):
+        return [[Completion(f"#### {7 if (seed + row + k) % 3 else 0}", 3, "eos") for k in range(n)]
+                for row, _ in enumerate(prompts)]  # fmt: skip
+
+
+def test_a_chunk_cut_by_a_kill_is_labelled_again_whole(tmp_path):
+    sols = [_sol(f"p{i % 4}", i, bad_at=i % 5) for i in range(10)]
+    sols[5] = Solution(problem_id="p1", sample_id=5, text="", steps=[])  # a skipped one inside a chunk
+    cfg = AnnotateConfig(strategy="per_step", n=2, chunk=4)
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    annotate(SeededScripted(), sols, PROBLEMS, cfg, whole, progress=False)
+    lines = whole.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:6]) + lines[6][:30])  # the second chunk's write stopped in its third line
+    annotate(SeededScripted(), sols, PROBLEMS, cfg, cut, progress=False)
+    assert cut.read_bytes() == whole.read_bytes()
+    assert [json.loads(x)["sample_id"] for x in lines] == list(range(10))  # in the order of the solutions

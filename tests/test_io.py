@@ -68,3 +68,30 @@ def test_atomic_writes(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"a": 1}, {"a": 2}])
     assert read_jsonl(tmp_path / "a.jsonl") == [{"a": 1}, {"a": 2}]
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_unit_cut_by_a_kill_is_dropped_whole(tmp_path):
+    from prmkit.io import drop_cut_unit
+
+    path, key = tmp_path / "out.jsonl", lambda r: r["k"]
+    units = [["a", "b", "c"], ["d", "e", "f"]]
+
+    def holding(*keys, torn=""):
+        path.write_text("".join(json.dumps({"k": k, "pad": "x" * 70000}) + "\n" for k in keys) + torn)
+
+    holding("a", "b", "c", "d", "e", torn='{"k": "f", "pa')  # the write of [d, e, f] stopped in f
+    w, done = open_appender(path, key, units=units)
+    w.close()
+    assert done == {"a", "b", "c"} and [r["k"] for r in read_jsonl(path)] == ["a", "b", "c"]
+    for keys in (
+        ["a", "b", "c"],
+        ["a", "b", "c", "d", "e", "f"],
+        ["a", "b", "c", "e"],
+        ["a", "c"],
+        ["x"],
+        [],
+    ):
+        holding(*keys)  # finished units, or lines no cut write leaves: kept
+        assert drop_cut_unit(path, key, units) == 0 and len(read_jsonl(path)) == len(keys)
+    holding("a")
+    assert drop_cut_unit(path, key, units) == 1 and path.read_text() == ""

@@ -228,6 +228,10 @@ def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
     import shutil
 
     shutil.rmtree(out)  # as if killed after checkpoint-2: the rerun resumes and goes on to 3
+    half = tmp_path / "orm.checkpoints" / "checkpoint-3"  # and killed while saving checkpoint-3
+    half.mkdir()
+    (half / "trainer_state.json").write_text('{"global_step": 3, "log_hi')
+    assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-2")
     train_reward(RewardConfig(**{**cfg.__dict__, "max_steps": 3}), labels, probs, out)
     assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-3")
     assert StepRewardModel.from_pretrained(out).kind == "orm"
@@ -313,3 +317,23 @@ def test_scoring_samples_of_unknown_problems_names_the_file(tmp_path):
             "unused", [Solution("p9", 0, "a", ["a"])], {}, tmp_path / "out.jsonl", origin="s.jsonl"
         )
     assert not (tmp_path / "out.jsonl").exists()  # nothing loaded, nothing written
+
+
+def test_scores_of_a_chunk_cut_by_a_kill_are_computed_again_whole(tmp_path, monkeypatch):
+    import prmkit.reward as reward_mod
+    from prmkit.types import Solution
+
+    class BatchSensitive:  # a score that depends on the batch's make-up, as padded float maths can
+        def score(self, questions, steps, batch_size=16):
+            return [[len(questions) / 10 + i / 100 for i, _ in enumerate(s)] for s in steps]
+
+    monkeypatch.setattr(reward_mod, "SCORE_CHUNK", 4)
+    monkeypatch.setattr(reward_mod, "load_reward_model", lambda *a, **k: BatchSensitive())
+    sols = [Solution(f"p{i % 3}", i, "a\nb", ["a", "b"]) for i in range(10)]
+    probs = {f"p{i}": Problem(f"p{i}", "q", "1") for i in range(3)}
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    reward_mod.score_solutions("m", sols, probs, whole, progress=False)
+    lines = whole.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:9]) + lines[9][:10])  # the last chunk's write stopped in its second line
+    assert reward_mod.score_solutions("m", sols, probs, cut, progress=False) == (2, 8)
+    assert cut.read_bytes() == whole.read_bytes()

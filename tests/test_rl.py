@@ -245,6 +245,8 @@ def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
     state = torch.load(tmp_path / "ppo.checkpoints" / "state.pt", weights_only=True)
     assert state["iteration"] == 2
     first = (tmp_path / "ppo.checkpoints" / "metrics.jsonl").read_text().splitlines()
+    with (tmp_path / "ppo.checkpoints" / "metrics.jsonl").open("a") as f:
+        f.write('{"iteration": 3, "rew')  # the kill also tore a metrics line
     calls.clear()
     monkeypatch.setattr(rollout_mod, "sample_rollouts", lambda *a, **k: calls.append(1) or real(*a, **k))
     train_ppo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)

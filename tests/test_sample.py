@@ -62,3 +62,26 @@ def test_sampling_resumes_without_loss_or_duplicates(tmp_path):
     assert len(keys) == len(set(keys)) == 30
     expected = sum(3 for p in problems if len(format_prompt(p.question)) % 3 == 1)
     assert sum(s.correct for s in sols) == expected
+
+
+class SeededPolicy(Policy):
+    """Completions that depend on the seed and on the batch's make-up, as a real sampler's do."""
+
+    def generate(self, prompts, n=1, seed=None, **kw):
+        return [
+            [Completion(f"{seed} {len(prompts)} {row} {k}\n#### {k}", 2, "eos") for k in range(n)]
+            for row, _ in enumerate(prompts)
+        ]
+
+
+def test_a_chunk_cut_by_a_kill_is_sampled_again_whole(tmp_path):
+    problems = [Problem(id=f"p{i}", question=f"q{i}", answer="1") for i in range(10)]
+    cfg = SampleConfig(n=3, chunk=4)
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    sample_problems(SeededPolicy(), problems, cfg, whole, progress=False)
+    lines = whole.read_text().splitlines(keepends=True)
+    # killed while writing the second chunk: p4 whole, p5 with one of its 3 samples, a torn line
+    cut.write_text("".join(lines[:16]) + lines[16][:20])
+    sols = sample_problems(SeededPolicy(), problems, cfg, cut, progress=False)
+    assert cut.read_bytes() == whole.read_bytes()  # nothing lost, nothing twice, the same samples
+    assert len(sols) == 30

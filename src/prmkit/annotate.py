@@ -255,35 +255,44 @@ def annotate(
     by_id = {p.id: p for p in problems}
     todo, n_dupes = select_solutions(solutions, cfg.dedupe)
     todo = todo[:limit] if limit else todo
+    # chunks have fixed bounds and one seed each, and a chunk's records go out in one write, so a
+    # resumed run (which redoes a chunk whose write a kill cut short) labels exactly as an uninterrupted one
     position = {s.key: i for i, s in enumerate(todo)}
+    starts = range(0, len(todo), cfg.chunk)
+    units = [[s.key for s in todo[i : i + cfg.chunk]] for i in starts]
     writer, done = open_appender(
-        out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}", config=output_config(policy, cfg)
-    )
-    todo = [s for s in todo if s.key not in done]
-    if todo:
+        out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}", units=units,
+        config=output_config(policy, cfg),
+    )  # fmt: skip
+    left = sum(s.key not in done for s in todo)
+    if left:
         write_source(out_path, getattr(policy, "source", {}))
     bar = None
-    if progress and todo:
+    if progress and left:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"annotating ({cfg.strategy}, N={cfg.n})", unit="solution")
+        bar = tqdm(total=left, desc=f"annotating ({cfg.strategy}, N={cfg.n})", unit="solution")
     with writer:
-        for start in range(0, len(todo), cfg.chunk):
-            chunk, valid = todo[start : start + cfg.chunk], []
+        for start in starts:
+            chunk = [s for s in todo[start : start + cfg.chunk] if s.key not in done]
+            if not chunk:
+                continue
+            records, valid = {}, []
             for s in chunk:
                 p = by_id.get(s.problem_id)
                 if p is None:
-                    writer.write(_skip(s, f"problem {s.problem_id} not found"))
+                    records[s.key] = _skip(s, f"problem {s.problem_id} not found")
                 elif not p.answer.strip():
-                    writer.write(_skip(s, "problem has no gold answer"))
+                    records[s.key] = _skip(s, "problem has no gold answer")
                 elif not s.steps:
-                    writer.write(_skip(s, "solution has no steps"))
+                    records[s.key] = _skip(s, "solution has no steps")
                 else:
                     valid.append(s)
             if valid:
-                writer.write_many(
-                    annotate_chunk(policy, valid, by_id, cfg, cfg.seed * 1_000_003 + position[valid[0].key])
-                )
+                seed = cfg.seed * 1_000_003 + position[valid[0].key]
+                labels = annotate_chunk(policy, valid, by_id, cfg, seed)
+                records |= {s.key: r for s, r in zip(valid, labels, strict=True)}
+            writer.write_many(records[s.key] for s in chunk)
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:

@@ -1,9 +1,11 @@
 """JSONL reading, appending with resume, and atomic whole-file writes.
 
-Long stages append one record per finished unit of work and flush it, so a killed job loses at
-most the line it was writing. On resume, ``open_appender`` repairs a torn last line (a write cut
-off mid-record) by truncating it, and returns the keys already written so the stage can skip
-them. Whole files (reports, configs) are written to a temporary file and renamed into place, so a
+Long stages append the records of each finished unit of work (a chunk of problems, of solutions)
+in one write and flush it, so a killed job loses at most the unit it was writing. On resume,
+``open_appender`` repairs a torn last line (a write cut off mid-record) by truncating it, removes
+the complete lines of a unit whose write the kill cut short (the unit is redone whole, so a stage
+whose results depend on the unit's make-up reproduces an uninterrupted run), and returns the keys
+already written so the stage can skip them. Whole files (reports, configs) are written to a temporary file and renamed into place, so a
 reader never sees half a file.
 
 Every parse error names the file, the 1-based line and, for a record that does not fit its type,
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -224,20 +226,89 @@ class JsonlAppender:
             self._f.close()
 
 
+def _last_lines(f, count: int) -> list[tuple[int, bytes]]:
+    """Up to ``count`` last lines of a binary file that ends in a newline, as (offset, line), in order."""
+    f.seek(0, os.SEEK_END)
+    pos = f.tell()
+    tail = b""
+    while pos > 0 and tail.count(b"\n") <= count:
+        step = min(1 << 16, pos)
+        pos -= step
+        f.seek(pos)
+        tail = f.read(step) + tail
+    lines = tail.split(b"\n")[:-1]  # the file ends in "\n": the last piece is empty
+    if pos > 0:  # the first piece may be the end of an earlier line
+        lines, pos = lines[1:], pos + len(lines[0]) + 1
+    out, offset = [], pos
+    for line in lines:
+        out.append((offset, line))
+        offset += len(line) + 1
+    return out[-count:]
+
+
+def _key_of(line: bytes, key: Callable[[dict[str, Any]], Hashable]) -> Hashable:
+    """A line's record key, or None for a line that is not a record with that key (left to the reader)."""
+    try:
+        obj = json.loads(line)
+        return key(obj) if isinstance(obj, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def drop_cut_unit(
+    path: str | Path, key: Callable[[dict[str, Any]], Hashable], units: Iterable[Sequence[Hashable]]
+) -> int:
+    """Truncate the lines of a unit whose write was cut short; returns how many lines it removed.
+
+    ``units`` are the groups of record keys a stage appends in one write each, in write order. A kill
+    cuts a write between lines as well as inside one (the kernel stops a large write at a page
+    boundary), so after ``repair_tail`` the file may end in the first lines of a unit. Those lines
+    are removed only when they are exactly a proper prefix of one unit's keys, the signature of a
+    cut write; anything else (a unit whose write finished, records of another configuration) is
+    left alone. With units ``[[a, b, c], [d, e]]``, a file holding a, b, c, d loses d (``[d, e]``
+    is redone); one holding a, b, c, or a, b, c, e, keeps every line.
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    where = {k: unit for unit in map(list, units) for k in unit}
+    with path.open("rb+") as f:
+        last = _last_lines(f, 1)
+        unit = where.get(_key_of(last[0][1], key)) if last else None
+        if unit is None:
+            return 0
+        members = set(unit)
+        tail: list[tuple[int, Hashable]] = []
+        for offset, line in reversed(_last_lines(f, len(unit) + 1)):
+            k = _key_of(line, key)
+            if k not in members:
+                break
+            tail.insert(0, (offset, k))
+        keys = [k for _, k in tail]
+        if len(keys) >= len(unit) or keys != unit[: len(keys)]:
+            return 0
+        f.truncate(tail[0][0])
+        return len(keys)
+
+
 def open_appender(
     path: str | Path,
     key: Callable[[dict[str, Any]], Any],
+    units: Iterable[Sequence[Hashable]] | None = None,
     max_line_bytes: int | None = None,
     max_records: int | None = None,
     config: dict[str, Any] | None = None,
 ) -> tuple[JsonlAppender, set[Any]]:
-    """Resume an append-only JSONL output: repair a torn tail, return the appender and done keys
-    (limits as ``iter_jsonl``). With ``config`` (what determines the records: model, settings), the
-    output is claimed for it first (``claim_output``), so a rerun never mixes two configurations."""
+    """Resume an append-only JSONL output: repair a torn tail, drop a cut unit (``units``: see
+    ``drop_cut_unit``), return the appender and the keys done (limits as ``iter_jsonl``). With
+    ``config`` (what determines the records: model, settings), the output is claimed for it first
+    (``claim_output``), so a rerun never mixes two configurations."""
     path = Path(path)
     if config is not None:
         claim_output(path, config, write=False)  # refused now; claimed when the first record is written
     repair_tail(path, max_line_bytes)
+    if units is not None:
+        drop_cut_unit(path, key, units)
     done: set[Any] = set()
     if path.exists():
         done = {key(obj) for _, obj in iter_jsonl(path, max_line_bytes, max_records)}

@@ -1,7 +1,9 @@
 """The sampling stage: N solutions per problem into ``samples.jsonl``, graded, split into steps.
 
-Problems are sampled in chunks and every finished problem's N solutions are appended together,
-so a killed run resumes at the first problem without samples (a torn last line is repaired).
+Problems are sampled in chunks of fixed bounds (``chunk`` problems from the start of the list, one
+seed per chunk) and a finished chunk's solutions are appended in one write. A killed run resumes at
+the first chunk without samples; a chunk whose write the kill cut short is removed and sampled again
+whole, so a resumed run writes exactly what an uninterrupted one does.
 
 Also the accuracy summary the papers report for a pool of samples: mean accuracy, and pass@k with
 the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``.
@@ -91,32 +93,41 @@ def sample_problems(
 ) -> list[Solution]:
     """Sample ``cfg.n`` solutions per problem into ``out_path`` (resuming), return all of them. The file
     is claimed for the model and the settings (``io.claim_output``): resuming it with others is refused."""
-    writer, done = open_appender(out_path, key=lambda r: r["problem_id"], config=output_config(policy, cfg))
-    todo = [p for p in problems if p.id not in done]
+    starts = range(0, len(problems), cfg.chunk)
+    units = [[(p.id, i) for p in problems[s : s + cfg.chunk] for i in range(cfg.n)] for s in starts]
+    writer, done = open_appender(
+        out_path,
+        key=lambda r: (r["problem_id"], r["sample_id"]),
+        units=units,
+        config=output_config(policy, cfg),
+    )
+    done_problems = {pid for pid, _ in done}
+    todo = sum(p.id not in done_problems for p in problems)
     if todo:
         write_source(out_path, getattr(policy, "source", {}))
-    position = {p.id: i for i, p in enumerate(problems)}
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo) * cfg.n, desc=f"sampling {Path(out_path).name}", unit="sample")
+        bar = tqdm(total=todo * cfg.n, desc=f"sampling {Path(out_path).name}", unit="sample")
     with writer:
-        for start in range(0, len(todo), cfg.chunk):
-            chunk = todo[start : start + cfg.chunk]
+        for start in starts:
+            chunk = [p for p in problems[start : start + cfg.chunk] if p.id not in done_problems]
+            if not chunk:
+                continue
             rows = policy.generate(
                 [format_prompt(p.question) for p in chunk],
                 n=cfg.n,
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
                 max_new_tokens=cfg.max_new_tokens,
-                seed=cfg.seed * 1_000_003 + position[chunk[0].id],  # same on resume
+                seed=cfg.seed * 1_000_003 + start,  # the chunk's, the same on resume
             )
-            for p, completions in zip(chunk, rows, strict=True):
-                writer.write_many(
-                    make_solution(p, i, c.text, {"n_tokens": c.n_tokens, "finish": c.finish_reason})
-                    for i, c in enumerate(completions)
-                )
+            writer.write_many(
+                make_solution(p, i, c.text, {"n_tokens": c.n_tokens, "finish": c.finish_reason})
+                for p, completions in zip(chunk, rows, strict=True)
+                for i, c in enumerate(completions)
+            )
             if bar is not None:
                 bar.update(len(chunk) * cfg.n)
     if bar is not None:

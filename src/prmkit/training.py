@@ -8,6 +8,7 @@ temporary name and renames it into place, so the output directory existing means
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -31,11 +32,23 @@ def checkpoint_dir(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.checkpoints"
 
 
+def complete_checkpoint(path: Path) -> bool:
+    """Whether the Trainer finished writing ``checkpoint-N``: it writes the folder in place, weights
+    first and ``trainer_state.json`` last, so a kill while saving leaves a folder without a readable
+    state. Resuming from one would load its weights and silently restart at step 0."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
+
+
 def last_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder the Trainer left, to resume from."""
+    """The newest complete ``checkpoint-N`` folder the Trainer left, to resume from."""
     if not ckpt_dir.is_dir():
         return None
     ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    ckpts = [p for p in ckpts if complete_checkpoint(p)]
     return str(max(ckpts, key=lambda p: int(p.name.split("-")[-1]))) if ckpts else None
 
 

@@ -45,8 +45,15 @@ def score_solutions(
         raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
     where = Path(model).resolve() if Path(model).exists() else model
     claim = {"model": str(where), "revision": revision, **kwargs}  # what the scores depend on
-    appender, done = open_appender(out_path, key=lambda r: (r["problem_id"], r["sample_id"]), config=claim)
+    # chunks of fixed bounds, each appended in one write: a chunk cut short by a kill is scored again
+    # whole, in the same length-sorted batches, so the scores equal an uninterrupted run's to the bit
+    starts = range(0, len(solutions), SCORE_CHUNK)
+    units = [[(s.problem_id, s.sample_id) for s in solutions[i : i + SCORE_CHUNK]] for i in starts]
+    appender, done = open_appender(
+        out_path, key=lambda r: (r["problem_id"], r["sample_id"]), units=units, config=claim
+    )
     todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
+    left = {(s.problem_id, s.sample_id) for s in todo}
     bar = None
     if todo and progress:
         from tqdm.auto import tqdm
@@ -58,9 +65,11 @@ def score_solutions(
             rm = load_reward_model(
                 str(model), trust_remote_code=trust_remote_code, revision=revision, **kwargs
             )
-            write_source(out_path, rm.source, **kwargs)
-        for start in range(0, len(todo), SCORE_CHUNK):
-            chunk = todo[start : start + SCORE_CHUNK]
+            write_source(out_path, getattr(rm, "source", {}), **kwargs)
+        for start in starts:
+            chunk = [s for s in solutions[start : start + SCORE_CHUNK] if (s.problem_id, s.sample_id) in left]
+            if not chunk:
+                continue
             scores = rm.score(
                 [problems[s.problem_id].question for s in chunk],
                 [s.steps for s in chunk],

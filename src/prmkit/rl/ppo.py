@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, write_jsonl
+from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, repair_tail, write_jsonl
 from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
 from prmkit.training import checkpoint_dir
@@ -299,7 +299,8 @@ def train_ppo(
     state_path, metrics_path = ckpt / "state.pt", ckpt / "metrics.jsonl"
     parts = dict(policy=policy, critic=critic, optimizer=opt, scheduler=sched)
     start = _load_state(state_path, device, **parts)
-    # iterations after the last saved state are redone: drop their metric lines
+    # iterations after the last saved state are redone: drop their metric lines (and a line torn by a kill)
+    repair_tail(metrics_path)
     kept = [m for m in read_jsonl(metrics_path) if m["iteration"] <= start] if metrics_path.exists() else []
     write_jsonl(metrics_path, kept)
     policy.eval()  # no dropout anywhere: rho = 1 before the first update (module docstring)
