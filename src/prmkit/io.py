@@ -39,17 +39,29 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.exists():
         raise DataError(path, None, "file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes, so a line that is not UTF-8 is reported with its number
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, f"not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
+            obj = _parse_line(path, lineno, line)
             if not isinstance(obj, dict):
                 raise DataError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
+
+
+def _parse_line(path: Path, lineno: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(path, lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataError(path, lineno, "bad JSON (nested too deeply)") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion: ..."
+        raise DataError(path, lineno, f"bad JSON ({str(e).partition(':')[0]})") from None
 
 
 def read_jsonl(path: str | Path, cls: type[R] | None = None) -> list[Any]:
@@ -73,18 +85,44 @@ def require_fields(path: str | Path, lineno: int, obj: dict[str, Any], *fields: 
             raise DataError(path, lineno, f"missing field '{name}' (has: {', '.join(sorted(obj))})", name)
 
 
+def check_field(
+    path: str | Path, lineno: int | None, obj: dict[str, Any], name: str, ok: bool, expected: str
+) -> None:
+    """Raise a located DataError unless ``ok``: the value of field ``name`` is not ``expected``."""
+    if not ok:
+        raise DataError(path, lineno, f"field '{name}' must be {expected}, got {obj[name]!r:.60}", name)
+
+
+def is_number(x: Any) -> bool:
+    """An int or float, not a bool (JSON's true is not a number here)."""
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
 def read_scores(path: str | Path) -> dict[tuple[str, int], list[float]]:
     """A ``scores.jsonl`` (from ``prmkit score``) as step scores keyed by (problem_id, sample_id)."""
     out = {}
     for lineno, r in iter_jsonl(path):
         require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
+        check_field(path, lineno, r, "problem_id", isinstance(r["problem_id"], str), "a string")
+        sid = r["sample_id"]
+        check_field(
+            path, lineno, r, "sample_id", isinstance(sid, int) and not isinstance(sid, bool), "an integer"
+        )
+        ok = isinstance(r["scores"], list) and all(map(is_number, r["scores"]))
+        check_field(path, lineno, r, "scores", ok, "a list of numbers")
         out[(r["problem_id"], r["sample_id"])] = r["scores"]
     return out
 
 
 def _dump(record: Record | dict[str, Any]) -> str:
     obj = record.to_dict() if isinstance(record, Record) else record
-    return json.dumps(obj, ensure_ascii=False)
+    line = json.dumps(obj, ensure_ascii=False)
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" read from JSON): write it escaped
+            line = json.dumps(obj)
+    return line
 
 
 def repair_tail(path: str | Path) -> bool:
@@ -93,18 +131,23 @@ def repair_tail(path: str | Path) -> bool:
     if not path.exists() or path.stat().st_size == 0:
         return False
     with path.open("rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        # find the start of the last line
-        pos, chunk = size, 4096
-        tail = b""
+        size = f.seek(0, os.SEEK_END)
+        # Read back from the end until the last line's start is in view. Chunks go in a list and only
+        # the new chunk is searched: growing one bytes object cost quadratic time on a long torn line.
+        chunks: list[bytes] = []
+        pos, trailing = size, True  # trailing: all read so far is the final run of newlines
         while pos > 0:
-            step = min(chunk, pos)
+            step = min(4096, pos)
             pos -= step
             f.seek(pos)
-            tail = f.read(step) + tail
-            if tail.rstrip(b"\n").rfind(b"\n") >= 0:
+            chunk = f.read(step)
+            chunks.append(chunk)
+            if trailing:
+                chunk = chunk.rstrip(b"\n")
+                trailing = not chunk
+            if b"\n" in chunk:
                 break
+        tail = b"".join(reversed(chunks))
         body = tail.rstrip(b"\n")
         cut = body.rfind(b"\n") + 1
         last = body[cut:]
@@ -113,7 +156,7 @@ def repair_tail(path: str | Path) -> bool:
         if ok:
             try:
                 json.loads(last)
-            except ValueError:
+            except (ValueError, RecursionError):
                 ok = False
         if ok:
             return False
@@ -158,7 +201,13 @@ def open_appender(path: str | Path, key: Callable[[dict[str, Any]], Any]) -> tup
     repair_tail(path)
     done: set[Any] = set()
     if path.exists():
-        done = {key(obj) for _, obj in iter_jsonl(path)}
+        for lineno, obj in iter_jsonl(path):
+            try:
+                done.add(key(obj))
+            except KeyError as e:
+                raise DataError(path, lineno, f"missing field {e} (has: {', '.join(sorted(obj))})") from None
+            except TypeError as e:  # an unhashable key: a list or object where a string or number belongs
+                raise DataError(path, lineno, f"record key is not a string or number ({e})") from None
     return JsonlAppender(path), done
 
 
