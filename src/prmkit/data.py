@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from prmkit.io import DataError, iter_jsonl, read_jsonl, require_fields
+from prmkit.io import DataError, check_field, iter_jsonl, read_jsonl, require_fields
 from prmkit.types import Problem
 
 GSM8K_HUB = "openai/gsm8k"
@@ -176,6 +176,9 @@ def to_math_shepherd(question: str, steps: list[str], labels: list[int], task: s
 def from_math_shepherd(record: dict) -> tuple[str, list[str], list[int]]:
     """(question, steps, labels) of a Math-Shepherd record; the inverse of ``to_math_shepherd``."""
     text, label = record["input"], record["label"]
+    for name, value in (("input", text), ("label", label)):
+        if not isinstance(value, str):
+            raise ValueError(f"field '{name}' must be a string, got {type(value).__name__}")
     if SHEPHERD_TAG not in text:
         raise ValueError(f"no '{SHEPHERD_TAG}' step tag in 'input'")
     parts = text.split(SHEPHERD_TAG)
@@ -201,8 +204,8 @@ def load_math_shepherd(path: str | Path) -> list[tuple[str, list[str], list[int]
         require_fields(path, lineno, rec, "input", "label")
         try:
             out.append(from_math_shepherd(rec))
-        except ValueError as e:
-            raise DataError(path, lineno, str(e), "label") from None
+        except ValueError as e:  # the message names the field
+            raise DataError(path, lineno, str(e)) from None
     return out
 
 
@@ -273,8 +276,13 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
     labels = []
     for lineno, r in rows:
         require_fields(path, lineno, r, "instruction", "responses", "next_response", "rating")
-        if r["rating"] not in mapping:
-            raise DataError(path, lineno, f"rating {r['rating']!r} is not 1, 0, -1 or null", "rating")
+        check_field(path, lineno, r, "instruction", isinstance(r["instruction"], str), "a string")
+        ok = isinstance(r["responses"], list) and all(isinstance(x, str) for x in r["responses"])
+        check_field(path, lineno, r, "responses", ok, "a list of strings (the previous steps)")
+        check_field(path, lineno, r, "next_response", isinstance(r["next_response"], str), "a string")
+        rating = r["rating"]
+        ok = rating is None or (type(rating) in (int, float) and rating in mapping)  # true is not 1
+        check_field(path, lineno, r, "rating", ok, "1, 0, -1 or null")
         q = r["instruction"]
         pid = "prm800k-" + hashlib.sha1(q.encode()).hexdigest()[:12]
         problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="prm800k", kind="math"))
