@@ -250,6 +250,17 @@ def export_labels(
 NEUTRAL_RULES = {"positive": 1, "negative": 0, "skip": None}
 
 
+def _question_id(prefix: str, question: str) -> str:
+    """A stable id from the question text.
+
+    surrogatepass: JSON's "\\ud800" escape reads as a lone surrogate, which strict UTF-8 refuses to
+    encode; valid text hashes as before.
+    """
+    import hashlib
+
+    return prefix + hashlib.sha1(question.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
 def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[list[Problem], list]:
     """PRM800K phase-1 rows ``{instruction, responses, next_response, rating, ...}`` as problems and
     one StepLabels per row: its previous steps (context, unlabelled) and its new step labelled by the
@@ -258,8 +269,6 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
     Reads JSONL or Parquet. The gold answer is not in these rows, so ``Problem.answer`` is empty: the
     records serve reward-model training, not grading.
     """
-    import hashlib
-
     from prmkit.types import StepLabels
 
     if neutral not in NEUTRAL_RULES:
@@ -284,7 +293,7 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
         ok = rating is None or (type(rating) in (int, float) and rating in mapping)  # true is not 1
         check_field(path, lineno, r, "rating", ok, "1, 0, -1 or null")
         q = r["instruction"]
-        pid = "prm800k-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        pid = _question_id("prm800k-", q)
         problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="prm800k", kind="math"))
         steps = [*r["responses"], r["next_response"]]
         label = mapping[r["rating"]]
@@ -297,14 +306,12 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
 
 def import_math_shepherd(path: str | Path, **_: object) -> tuple[list[Problem], list]:
     """A Math-Shepherd file as problems (no gold answer) and hard/soft StepLabels from its +/- marks."""
-    import hashlib
-
     from prmkit.types import StepLabels
 
     problems: dict[str, Problem] = {}
     labels = []
     for i, (q, steps, marks) in enumerate(load_math_shepherd(path)):
-        pid = "ms-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        pid = _question_id("ms-", q)
         problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="math-shepherd"))
         labels.append(StepLabels(pid, i, steps, marks, [float(m) for m in marks], source="math-shepherd"))
     return list(problems.values()), labels
