@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from prmkit.io import DataError, iter_jsonl, read_jsonl, require_fields
+from prmkit.io import DataError, check_field, iter_jsonl, read_jsonl, require_fields
 from prmkit.types import Problem
 
 GSM8K_HUB = "openai/gsm8k"
@@ -182,6 +182,9 @@ def to_math_shepherd(question: str, steps: list[str], labels: list[int], task: s
 def from_math_shepherd(record: dict) -> tuple[str, list[str], list[int]]:
     """(question, steps, labels) of a Math-Shepherd record; the inverse of ``to_math_shepherd``."""
     text, label = record["input"], record["label"]
+    for name, value in (("input", text), ("label", label)):
+        if not isinstance(value, str):
+            raise ValueError(f"field '{name}' must be a string, got {type(value).__name__}")
     if SHEPHERD_TAG not in text:
         raise ValueError(f"no '{SHEPHERD_TAG}' step tag in 'input'")
     parts = text.split(SHEPHERD_TAG)
@@ -207,8 +210,8 @@ def load_math_shepherd(path: str | Path) -> list[tuple[str, list[str], list[int]
         require_fields(path, lineno, rec, "input", "label")
         try:
             out.append(from_math_shepherd(rec))
-        except ValueError as e:
-            raise DataError(path, lineno, str(e), "label") from None
+        except ValueError as e:  # the message names the field
+            raise DataError(path, lineno, str(e)) from None
     return out
 
 
@@ -253,6 +256,17 @@ def export_labels(
 NEUTRAL_RULES = {"positive": 1, "negative": 0, "skip": None}
 
 
+def _question_id(prefix: str, question: str) -> str:
+    """A stable id from the question text.
+
+    surrogatepass: JSON's "\\ud800" escape reads as a lone surrogate, which strict UTF-8 refuses to
+    encode; valid text hashes as before.
+    """
+    import hashlib
+
+    return prefix + hashlib.sha1(question.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
 def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[list[Problem], list]:
     """PRM800K phase-1 rows ``{instruction, responses, next_response, rating, ...}`` as problems and
     one StepLabels per row: its previous steps (context, unlabelled) and its new step labelled by the
@@ -261,8 +275,6 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
     Reads JSONL or Parquet. The gold answer is not in these rows, so ``Problem.answer`` is empty: the
     records serve reward-model training, not grading.
     """
-    import hashlib
-
     from prmkit.types import StepLabels
 
     if neutral not in NEUTRAL_RULES:
@@ -279,10 +291,15 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
     labels = []
     for lineno, r in rows:
         require_fields(path, lineno, r, "instruction", "responses", "next_response", "rating")
-        if r["rating"] not in mapping:
-            raise DataError(path, lineno, f"rating {r['rating']!r} is not 1, 0, -1 or null", "rating")
+        check_field(path, lineno, r, "instruction", isinstance(r["instruction"], str), "a string")
+        ok = isinstance(r["responses"], list) and all(isinstance(x, str) for x in r["responses"])
+        check_field(path, lineno, r, "responses", ok, "a list of strings (the previous steps)")
+        check_field(path, lineno, r, "next_response", isinstance(r["next_response"], str), "a string")
+        rating = r["rating"]
+        ok = rating is None or (type(rating) in (int, float) and rating in mapping)  # true is not 1
+        check_field(path, lineno, r, "rating", ok, "1, 0, -1 or null")
         q = r["instruction"]
-        pid = "prm800k-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        pid = _question_id("prm800k-", q)
         problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="prm800k", kind="math"))
         steps = [*r["responses"], r["next_response"]]
         label = mapping[r["rating"]]
@@ -295,14 +312,12 @@ def load_prm800k_steps(path: str | Path, neutral: str = "positive") -> tuple[lis
 
 def import_math_shepherd(path: str | Path, **_: object) -> tuple[list[Problem], list]:
     """A Math-Shepherd file as problems (no gold answer) and hard/soft StepLabels from its +/- marks."""
-    import hashlib
-
     from prmkit.types import StepLabels
 
     problems: dict[str, Problem] = {}
     labels = []
     for i, (q, steps, marks) in enumerate(load_math_shepherd(path)):
-        pid = "ms-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        pid = _question_id("ms-", q)
         problems.setdefault(pid, Problem(id=pid, question=q, answer="", source="math-shepherd"))
         labels.append(StepLabels(pid, i, steps, marks, [float(m) for m in marks], source="math-shepherd"))
     return list(problems.values()), labels

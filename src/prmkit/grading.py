@@ -5,6 +5,7 @@ Two kinds of answer (``KINDS``):
 - ``"gsm8k"``: a number. Extraction reads the last ``#### N`` line (GSM8K's format), else the last
   ``\boxed{N}``, else "the answer is N", else "A: N", else the last number in the text. Numbers compare
   exactly as ``fractions.Fraction``: "1,000.00", "$1000" and "1000 dollars" are equal, "3/4" equals "0.75".
+  A numeral of more than 100 digits is not read as a number (Python's ``int`` refuses 4300).
 - ``"math"``: a LaTeX expression (MATH, PRM800K, ProcessBench). Extraction reads the content of the last
   ``\boxed{...}`` or ``\fbox{...}`` (nested braces matched), else PRM800K's ``# Answer`` line, else "the
   answer is ...". Grading tries cheap string normalisation first (Hendrycks et al.'s ``strip_string``
@@ -62,7 +63,11 @@ def _check_kind(kind: str) -> None:
 # ---------------------------------------------------------------------------------------------- numbers
 
 # "1,234.5", "12", ".5": a comma group counts as a thousands separator only when it is exactly 3 digits.
-_UNUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d|,\d)|\d+)(?:\.\d+)?|\.\d+"
+# The bound on comma groups keeps a scan linear: unbounded, every start inside a long "1,000,000,...,0000"
+# re-read the rest of the chain (quadratic time). 32 groups (up to 99 digits) cover what _MAX_DIGITS admits.
+_UNUM = r"(?:\d{1,3}(?:,\d{3}){1,32}(?!\d|,\d)|\d+)(?:\.\d+)?|\.\d+"
+# Longer numerals are not read as numbers: no answer has them, and Python's int() refuses 4300+ digits.
+_MAX_DIGITS = 100
 # A sign only where it cannot be an operator: "16-3" is 16 then 3, "= -3" is -3.
 _NUMBER_RE = re.compile(
     rf"(?P<sign>(?<![\w)\]}}])[-+])?(?:\\?\$)?"  # "-$15" is -15
@@ -77,11 +82,17 @@ _WHOLE_NUMBER_RE = re.compile(rf"(?:{_NUMBER_RE.pattern})\s*(?:{_UNIT})?")
 
 def _fraction(m: re.Match[str]) -> Fraction | None:
     num, den = (m["fn"], m["fd"]) if m["fn"] is not None else (m["num"], m["den"] or "1")
+    if max(_digits(num), _digits(den)) > _MAX_DIGITS:
+        return None
     try:
         value = Fraction(num.replace(",", "")) / Fraction(den.replace(",", ""))
     except ZeroDivisionError:
         return None
     return -value if m["sign"] == "-" else value
+
+
+def _digits(numeral: str) -> int:
+    return sum(c.isdigit() for c in numeral)
 
 
 def _parse_number(s: str) -> Fraction | None:
@@ -147,37 +158,45 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _PRM800K_ANSWER_RE = re.compile(r"^#[ \t]*Answer[ \t]*\n+[ \t]*([^\n]+)", re.MULTILINE)
 
 
-def _braced(text: str, i: int) -> str | None:
-    """Content of the brace group opening at ``text[i]``; a backslash escapes the next character."""
-    depth, k = 0, i
-    while k < len(text):
-        c = text[k]
-        if c == "\\":
-            k += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : k]
-        k += 1
-    return None  # unbalanced: a truncated sample
+_BRACE_OR_ESCAPE_RE = re.compile(r"\\.|[{}]", re.DOTALL)
+_BARE_BOX_ARG_RE = re.compile(r"\s+([^\s$]+)")
+
+
+def _brace_partners(text: str) -> dict[int, int]:
+    r"""The matching "}" of every "{" that has one; a backslash escapes the next character.
+
+    One pass for the whole text: matching each box's braces by a scan of its own cost quadratic time
+    on a truncated sample full of unclosed ``\boxed{``.
+    """
+    partners: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_OR_ESCAPE_RE.finditer(text):
+        if m[0] == "{":
+            stack.append(m.start())
+        elif m[0] == "}" and stack:
+            partners[stack.pop()] = m.start()
+    return partners
 
 
 def last_boxed(text: str) -> str | None:
     r"""Content of the last ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed 5`` in ``text``, or None.
 
+    An unbalanced box (a truncated sample) is skipped for the one before it.
+
     >>> last_boxed(r"$\boxed{1}$ then $\boxed{\frac{\sqrt{2}}{2}}$")
     '\\frac{\\sqrt{2}}{2}'
     """
+    partners: dict[int, int] | None = None
     for m in reversed(list(_BOX_RE.finditer(text))):
-        rest = text[m.end() :]
-        stripped = rest.lstrip(" ")
-        if stripped.startswith("{"):
-            content = _braced(text, len(text) - len(stripped))
+        i = m.end()
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            partners = _brace_partners(text) if partners is None else partners
+            end = partners.get(i)
+            content = None if end is None else text[i + 1 : end]
         else:
-            token = re.match(r"\s+([^\s$]+)", rest)
+            token = _BARE_BOX_ARG_RE.match(text, m.end())
             content = token[1].rstrip(".,") if token else None
         if content is not None:
             return content.strip()

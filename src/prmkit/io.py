@@ -70,14 +70,24 @@ def iter_jsonl(
             if records > most:
                 raise DataError(path, lineno, f"more than {most} records")
             try:
-                obj = json.loads(raw.decode("utf-8"))
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(path, lineno, f"not UTF-8 text (byte {e.start + 1})") from None
-            except json.JSONDecodeError as e:
-                raise DataError(path, lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
+                raise DataError(path, lineno, f"not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
+            obj = _parse_line(path, lineno, line)
             if not isinstance(obj, dict):
                 raise DataError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
+
+
+def _parse_line(path: Path, lineno: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(path, lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataError(path, lineno, "bad JSON (nested too deeply)") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion: ..."
+        raise DataError(path, lineno, f"bad JSON ({str(e).partition(':')[0]})") from None
 
 
 def check_size(path: str | Path, max_bytes: int | None = None) -> Path:
@@ -119,6 +129,19 @@ def require_fields(path: str | Path, lineno: int, obj: dict[str, Any], *fields: 
             raise DataError(path, lineno, f"missing field '{name}' (has: {', '.join(sorted(obj))})", name)
 
 
+def check_field(
+    path: str | Path, lineno: int | None, obj: dict[str, Any], name: str, ok: bool, expected: str
+) -> None:
+    """Raise a located DataError unless ``ok``: the value of field ``name`` is not ``expected``."""
+    if not ok:
+        raise DataError(path, lineno, f"field '{name}' must be {expected}, got {obj[name]!r:.60}", name)
+
+
+def is_number(x: Any) -> bool:
+    """An int or float, not a bool (JSON's true is not a number here)."""
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
 def read_scores(
     path: str | Path, max_line_bytes: int | None = None, max_records: int | None = None
 ) -> dict[tuple[str, int], list[float]]:
@@ -126,18 +149,32 @@ def read_scores(
     out = {}
     for lineno, r in iter_jsonl(path, max_line_bytes, max_records):
         require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
+        check_field(path, lineno, r, "problem_id", isinstance(r["problem_id"], str), "a string")
+        sid = r["sample_id"]
+        check_field(
+            path, lineno, r, "sample_id", isinstance(sid, int) and not isinstance(sid, bool), "an integer"
+        )
+        ok = isinstance(r["scores"], list) and all(map(is_number, r["scores"]))
+        check_field(path, lineno, r, "scores", ok, "a list of numbers")
         out[(r["problem_id"], r["sample_id"])] = r["scores"]
     return out
 
 
 def _dump(record: Record | dict[str, Any]) -> str:
     obj = record.to_dict() if isinstance(record, Record) else record
-    return json.dumps(obj, ensure_ascii=False)
+    line = json.dumps(obj, ensure_ascii=False)
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" read from JSON): write it escaped
+            line = json.dumps(obj)
+    return line
 
 
 def repair_tail(path: str | Path, max_line_bytes: int | None = None) -> bool:
     """Truncate a torn last line (no trailing newline or not valid JSON). Returns True if it cut.
-    A last line longer than ``max_line_bytes`` (default ``MAX_LINE_BYTES``) is an error, not torn."""
+    A last line longer than ``max_line_bytes`` (default ``MAX_LINE_BYTES``) is an error, not torn: no
+    prmkit writer leaves such a line, so it is not cut away unasked. Reading back is linear in its length."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return False
@@ -166,12 +203,11 @@ def repair_tail(path: str | Path, max_line_bytes: int | None = None) -> bool:
                 raise DataError(path, None, f"last line longer than {limit} bytes")
             if cut:
                 break
-        last = b"".join(reversed(pieces))
         ok = end < size  # a newline follows it
         if ok:
             try:
-                json.loads(last)
-            except ValueError:
+                json.loads(b"".join(reversed(pieces)))
+            except (ValueError, RecursionError):
                 ok = False
         if ok:
             return False
@@ -311,7 +347,13 @@ def open_appender(
         drop_cut_unit(path, key, units)
     done: set[Any] = set()
     if path.exists():
-        done = {key(obj) for _, obj in iter_jsonl(path, max_line_bytes, max_records)}
+        for lineno, obj in iter_jsonl(path, max_line_bytes, max_records):
+            try:
+                done.add(key(obj))
+            except KeyError as e:
+                raise DataError(path, lineno, f"missing field {e} (has: {', '.join(sorted(obj))})") from None
+            except TypeError as e:  # an unhashable key: a list or object where a string or number belongs
+                raise DataError(path, lineno, f"record key is not a string or number ({e})") from None
     claim = None if config is None else lambda: claim_output(path, config)
     return JsonlAppender(path, before_first_write=claim), done
 

@@ -40,5 +40,10 @@ def split_steps(text: str, kind: str = "gsm8k") -> list[str]:
 
 
 def join_steps(steps: list[str], kind: str = "gsm8k") -> str:
-    """Inverse of ``split_steps`` for stripped steps."""
+    """Inverse of ``split_steps``: ``split_steps(join_steps(s, kind), kind) == s`` for steps it gave.
+
+    That holds for "gsm8k", "math" and any custom separator that is whitespace or does not overlap
+    itself (no proper prefix is also a suffix, as " ки\\n" or "<step>"). With one that does, the text is
+    ambiguous: ``join_steps(["a", "a"], "sep:aa")`` is "aaaa", which splits into no steps.
+    """
     return _separator(kind).join(steps)

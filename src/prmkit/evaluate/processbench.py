@@ -24,7 +24,12 @@ def load_processbench(path: str | Path, max_bytes: int | None = None) -> list[di
     """Records of one ProcessBench file, checked: a JSON array whose items have id, problem, steps, label.
     A file larger than ``max_bytes`` (default ``io.MAX_JSON_BYTES``) is refused before it is read."""
     path = check_size(path, max_bytes)
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(path, line, f"not UTF-8 text ({e.reason})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -34,16 +39,33 @@ def load_processbench(path: str | Path, max_bytes: int | None = None) -> list[di
             else ""
         )
         raise DataError(path, e.lineno, f"bad JSON{hint}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(path, None, "bad JSON: nested too deeply") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion: ..."
+        raise DataError(path, None, f"bad JSON: {str(e).partition(':')[0]}") from None
     if not isinstance(data, list):
         raise DataError(path, None, f"expected a JSON array of samples, got {type(data).__name__}")
     for i, rec in enumerate(data):
         if not isinstance(rec, dict):
             raise DataError(path, None, f"sample {i}: expected an object")
+        where = f"sample {i} (id {rec.get('id')!r:.60})"
         for key in ("id", "problem", "steps", "label"):
             if key not in rec:
-                raise DataError(path, None, f"sample {i} (id {rec.get('id')!r}): missing field '{key}'", key)
-        if not isinstance(rec["label"], int) or not -1 <= rec["label"] < len(rec["steps"]):
-            raise DataError(path, None, f"sample {rec['id']}: label {rec['label']!r} out of range", "label")
+                raise DataError(path, None, f"{where}: missing field '{key}'", key)
+        pid, steps, label = rec["id"], rec["steps"], rec["label"]
+        for key, ok, expected in (
+            ("id", isinstance(pid, str) or type(pid) is int, "a string or integer"),
+            ("problem", isinstance(rec["problem"], str), "a string"),
+            (
+                "steps",
+                isinstance(steps, list) and all(isinstance(x, str) for x in steps),
+                "a list of strings",
+            ),
+        ):
+            if not ok:
+                raise DataError(path, None, f"{where}: field '{key}' must be {expected}", key)
+        if type(label) is not int or not -1 <= label < len(steps):
+            raise DataError(path, None, f"{where}: label {label!r:.60} out of range", "label")
     return data
 
 
@@ -51,7 +73,7 @@ def load_predictions(path: str | Path) -> dict[str, int]:
     out = {}
     for lineno, rec in iter_jsonl(path):
         require_fields(path, lineno, rec, "id", "first_error")
-        if not isinstance(rec["first_error"], int):
+        if type(rec["first_error"]) is not int:
             raise DataError(path, lineno, "first_error must be an integer (-1 for no error)", "first_error")
         out[str(rec["id"])] = rec["first_error"]
     return out
