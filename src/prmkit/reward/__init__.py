@@ -31,13 +31,15 @@ def load_reward_model(
 
 def score_solutions(
     model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, origin: str = "score",
-    trust_remote_code: bool = False, revision: str | None = None, **kwargs,
+    trust_remote_code: bool = False, revision: str | None = None, ray=None, **kwargs,
 ):  # fmt: skip
     """Append ``{problem_id, sample_id, scores}`` for every solution not yet in ``out_path`` (resumes),
     loading the reward model ``model`` (a path or id; ``trust_remote_code``, ``revision`` and ``kwargs`` go
     to ``load_reward_model``) only when work is left, and recording where it came from (a local path, or
     a hub id and its commit) in ``io.meta_path(out_path)``. ``origin`` (the samples file) heads error
-    messages. Returns (newly scored, already there)."""
+    messages. With an enabled ``ray`` (``distributed.RayConfig``) the model is loaded in Ray workers,
+    which score shards of each chunk; this process still writes every record. Returns (newly scored,
+    already there)."""
     from prmkit.io import open_appender, write_source
 
     missing = sorted({s.problem_id for s in solutions} - set(problems))
@@ -52,28 +54,36 @@ def score_solutions(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
-    with appender:
-        rm = None
-        if todo:
-            rm = load_reward_model(
-                str(model), trust_remote_code=trust_remote_code, revision=revision, **kwargs
-            )
-            write_source(out_path, rm.source, **kwargs)
-        for start in range(0, len(todo), SCORE_CHUNK):
-            chunk = todo[start : start + SCORE_CHUNK]
-            scores = rm.score(
-                [problems[s.problem_id].question for s in chunk],
-                [s.steps for s in chunk],
-                batch_size=batch_size,
-            )
-            appender.write_many(
-                {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
-                for s, sc in zip(chunk, scores, strict=True)
-            )
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+    rm = None
+    try:
+        with appender:
+            if todo:
+                hub = {"trust_remote_code": trust_remote_code, "revision": revision, **kwargs}
+                if ray is not None and ray.enabled:
+                    from prmkit.distributed import RayScorer
+
+                    rm = RayScorer(str(model), ray, **hub)
+                else:
+                    rm = load_reward_model(str(model), **hub)
+                write_source(out_path, rm.source, **kwargs)
+            for start in range(0, len(todo), SCORE_CHUNK):
+                chunk = todo[start : start + SCORE_CHUNK]
+                scores = rm.score(
+                    [problems[s.problem_id].question for s in chunk],
+                    [s.steps for s in chunk],
+                    batch_size=batch_size,
+                )
+                appender.write_many(
+                    {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
+                    for s, sc in zip(chunk, scores, strict=True)
+                )
+                if bar is not None:
+                    bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+        if hasattr(rm, "close"):  # Ray workers
+            rm.close()
     return len(todo), len(solutions) - len(todo)
 
 
