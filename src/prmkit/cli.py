@@ -499,6 +499,9 @@ def score(
     revision: RevisionOpt = None,
     ray_workers: RayWorkersOpt = None,
     ray_address: RayAddressOpt = None,
+    backend: Annotated[
+        str, typer.Option(help="hf, or vllm (a PRM/ORM on vLLM's engine: pip install 'prmkit[vllm]').")
+    ] = "hf",
 ):
     """Score every step of every solution in one forward pass each: {problem_id, sample_id, scores}.
 
@@ -522,7 +525,7 @@ def score(
         kw = {"format": fmt} if fmt else {}
         new, old = score_solutions(
             model, sols, probs, out, batch_size, origin=str(samples), trust_remote_code=trust_remote_code,
-            revision=revision, ray=ray, **kw,
+            revision=revision, ray=ray, backend=backend, **kw,
         )  # fmt: skip
     except (ValueError, OSError) as e:
         _fail(e)

@@ -24,15 +24,26 @@ with ``spawn``, so a script that builds one must do it under ``if __name__ == "_
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prmkit.policy.base import Completion, Policy, register_policy
 from prmkit.policy.calc import Draft, finish_drafts
 
+CPU_KV_CACHE_BYTES = 2 * 2**30  # the key/value cache on a CPU unless told (VLLM_CPU_KVCACHE_SPACE, GiB)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
 
 class VLLMPolicy(Policy):
-    """Sample from a model directory or hub id with vLLM; see the module docstring."""
+    """Sample from a model directory or hub id with vLLM; see the module docstring. ``engine_args`` go to
+    ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``,
+    ``enforce_eager``); ``llm`` reuses an engine already built for the same model."""
 
     def __init__(
         self,
@@ -46,6 +57,7 @@ class VLLMPolicy(Policy):
         dtype: str = "auto",
         enable_prefix_caching: bool = True,
         seed: int = 0,
+        llm: Any = None,
         **engine_args: Any,
     ):
         try:
@@ -59,7 +71,11 @@ class VLLMPolicy(Policy):
         name = str(model)
         hub = hub_kwargs(name, trust_remote_code, revision)  # refuses a bad path or a pinned local dir
         self.tokenizer = load_tokenizer(name, **hub)
-        self.llm = vllm.LLM(
+        told = "kv_cache_memory_bytes" in engine_args or os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+        if not told and not _has_cuda():  # on a CPU vLLM would claim 90 % of the machine's memory
+            engine_args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        self.owner = llm is None  # an engine passed in (shared by several policies) is not closed here
+        self.llm = llm or vllm.LLM(
             model=name,
             tokenizer=name,
             revision=revision,
@@ -71,20 +87,16 @@ class VLLMPolicy(Policy):
         )
         self.source = model_source(name, None, revision)
         self.calculator, self.max_new_tokens, self.stop = calculator, max_new_tokens, tuple(stop)
-        eos = getattr(self.llm.llm_engine.model_config.hf_config, "eos_token_id", None)
-        self.eos_ids = {self.tokenizer.eos_token_id} | set(eos if isinstance(eos, list) else [eos])
-        self.eos_ids -= {None}
         pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         # the tokens after which the calculator may owe a result (those holding "=", as in ``hf``)
         self.eq_ids = [i for i, p in enumerate(pieces) if "=" in p] if calculator else []
+        self._eq = set(self.eq_ids)
 
     def close(self) -> None:
-        """Stop the engine (its core process and memory)."""
+        """Stop the engine (its core process and its memory)."""
         llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            shutdown = getattr(llm.llm_engine, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
+        if llm is not None and self.owner:
+            llm.llm_engine.engine_core.shutdown()
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -144,14 +156,14 @@ class VLLMPolicy(Policy):
                 new = list(o.token_ids)
                 if o.finish_reason == "length":
                     finish = "length"
-                elif isinstance(o.stop_reason, int):  # a token holding "="
+                elif o.stop_reason in self._eq:  # a token holding "=" (kept in the ids)
                     finish = "calc"
                 elif isinstance(o.stop_reason, str):
                     finish = "stop"
-                else:
+                else:  # the EOS token (stop_reason None) or one of the generation config's (its id)
                     finish = "eos"
-                    if new and new[-1] in self.eos_ids:  # ``hf`` keeps no EOS in a completion
-                        new.pop()
+                    if new and new[-1] in (o.stop_reason, self.tokenizer.eos_token_id):
+                        new.pop()  # ``hf`` keeps no EOS in a completion
                 d.state[1].extend(new)
                 d.text, d.tokens, d.finish = self._decode(d.state[1]), len(d.state[1]), finish
 

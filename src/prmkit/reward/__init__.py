@@ -16,14 +16,30 @@ from prmkit.reward.value import ValueModel
 SCORE_CHUNK = 256  # solutions appended together; a killed run loses at most one chunk
 
 
+BACKENDS = ("hf", "vllm")
+
+
 def load_reward_model(
-    path_or_id: str, trust_remote_code: bool = False, revision: str | None = None, **kwargs
+    path_or_id: str,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    backend: str = "hf",
+    **kwargs,
 ):
-    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released).
-    Code shipped with the model runs only with ``trust_remote_code``; ``revision`` pins a hub id."""
+    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released);
+    with ``backend="vllm"`` a PRM/ORM on vLLM's engine (``reward.vllm.VLLMScorer``). Code shipped with the
+    model runs only with ``trust_remote_code``; ``revision`` pins a hub id."""
+    if backend not in BACKENDS:
+        raise ValueError(f"reward backend: unknown {backend!r}; valid: {', '.join(BACKENDS)}")
     meta = Path(path_or_id) / META_FILE
     if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == "value":
+        if backend != "hf":
+            raise ValueError(f"{path_or_id}: a value verifier scores with the hf backend only")
         return ValueModel.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    if backend == "vllm":
+        from prmkit.reward.vllm import VLLMScorer
+
+        return VLLMScorer(path_or_id, trust_remote_code=trust_remote_code, revision=revision, **kwargs)
     return StepRewardModel.from_pretrained(
         path_or_id, trust_remote_code=trust_remote_code, revision=revision, **kwargs
     )
@@ -31,15 +47,15 @@ def load_reward_model(
 
 def score_solutions(
     model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, origin: str = "score",
-    trust_remote_code: bool = False, revision: str | None = None, ray=None, **kwargs,
+    trust_remote_code: bool = False, revision: str | None = None, ray=None, backend: str = "hf", **kwargs,
 ):  # fmt: skip
     """Append ``{problem_id, sample_id, scores}`` for every solution not yet in ``out_path`` (resumes),
     loading the reward model ``model`` (a path or id; ``trust_remote_code``, ``revision`` and ``kwargs`` go
     to ``load_reward_model``) only when work is left, and recording where it came from (a local path, or
     a hub id and its commit) in ``io.meta_path(out_path)``. ``origin`` (the samples file) heads error
-    messages. With an enabled ``ray`` (``distributed.RayConfig``) the model is loaded in Ray workers,
-    which score shards of each chunk; this process still writes every record. Returns (newly scored,
-    already there)."""
+    messages. ``backend`` "vllm" scores on vLLM's engine (``reward.vllm``). With an enabled ``ray``
+    (``distributed.RayConfig``) the model is loaded in Ray workers, which score shards of each chunk;
+    this process still writes every record. Returns (newly scored, already there)."""
     from prmkit.io import open_appender, write_source
 
     missing = sorted({s.problem_id for s in solutions} - set(problems))
@@ -58,7 +74,12 @@ def score_solutions(
     try:
         with appender:
             if todo:
-                hub = {"trust_remote_code": trust_remote_code, "revision": revision, **kwargs}
+                hub = {
+                    "trust_remote_code": trust_remote_code,
+                    "revision": revision,
+                    "backend": backend,
+                    **kwargs,
+                }
                 if ray is not None and ray.enabled:
                     from prmkit.distributed import RayScorer
 
