@@ -2,11 +2,12 @@
 
 The ``hf`` backend forces calculator results inside its own decoding loop. A backend that hands
 decoding to an engine (``vllm``, or a server behind ``openai``) cannot reach into the loop, so it
-stops every sample at an ``=``, and ``finish_drafts`` takes over: when the text then ends in an open
+stops every sample at an ``=``, and ``advance`` settles it: when the text then ends in an open
 ``<<expr=``, the exact result from ``prmkit.calculator`` and ``>>`` are appended (Cobbe et al.'s
-calculator, never ``eval``), user stop strings are applied to the text, and the samples that still
-have tokens left continue together in one more round. A backend supplies only ``resubmit`` (continue
-drafts from their prompt and text) and, if it counts tokens itself, ``force`` (append a result).
+calculator, never ``eval``), user stop strings are applied to the text, and a sample with tokens left
+goes on. ``finish_drafts`` runs that in rounds for a backend that supplies only ``resubmit`` (continue
+drafts from their prompt and text) and, if it counts tokens itself, ``force`` (append a result); the
+``vllm`` backend resubmits each sample the moment it stops, with ``advance`` alone.
 
 Departure from the ``hf`` backend: a stop string is cut at its first occurrence in the text (``hf``
 stops at the token that completes it); the two agree whenever a stop string ends a token.
@@ -71,6 +72,23 @@ def _append(d: Draft, suffix: str) -> None:
     d.text += suffix
 
 
+def advance(
+    d: Draft, max_tokens: int, stop: tuple[str, ...], force: Callable[[Draft, str], None] = _append
+) -> bool:
+    """Settle a draft the engine has just returned (or a new one): cut it at a user stop string, force
+    the calculator result due after an ``=``, and say whether it goes on (True: resubmit it)."""
+    if cut_at_stop(d, stop) or d.finish not in ("new", "calc"):
+        return False
+    if d.finish == "calc" and (suffix := due_suffix(d)) is not None:
+        force(d, suffix)
+        if cut_at_stop(d, stop):
+            return False
+    if d.tokens >= max_tokens:
+        d.finish = "length"
+        return False
+    return True
+
+
 def finish_drafts(
     drafts: list[Draft],
     max_tokens: int,
@@ -78,28 +96,12 @@ def finish_drafts(
     resubmit: Callable[[list[Draft], int], None],
     force: Callable[[Draft, str], None] = _append,
 ) -> None:
-    """Run drafts to the end in rounds: force due calculator results, apply the stop strings, and
-    continue every draft still "new" or "calc" with tokens left through ``resubmit(live, round)``
-    (round 0, 1, ...), which extends each live draft's text and tokens and sets its ``finish``."""
-    for d in drafts:
-        cut_at_stop(d, stop)
+    """Run drafts to the end in rounds: every draft that ``advance`` keeps goes to ``resubmit(live,
+    round)`` (round 0, 1, ...), which extends each one's text and tokens and sets its ``finish``. A
+    backend that can resubmit a draft the moment it stops calls ``advance`` itself instead."""
+    live = [d for d in drafts if advance(d, max_tokens, stop, force)]
     rounds = 0
-    while True:
-        live = []
-        for d in drafts:
-            if d.finish not in ("new", "calc"):
-                continue
-            if d.finish == "calc" and (suffix := due_suffix(d)) is not None:
-                force(d, suffix)
-                if cut_at_stop(d, stop):
-                    continue
-            if d.tokens >= max_tokens:
-                d.finish = "length"
-                continue
-            live.append(d)
-        if not live:
-            return
+    while live:
         resubmit(live, rounds)
-        for d in live:
-            cut_at_stop(d, stop)
+        live = [d for d in live if advance(d, max_tokens, stop, force)]
         rounds += 1

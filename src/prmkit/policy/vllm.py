@@ -8,10 +8,11 @@ ids, so both backends start from the same tokens.
 
 Calculator sampling (Cobbe et al.): the engine stops a sample at every token whose text holds an ``=``
 (``stop_token_ids``); when the text then ends in an open ``<<expr=``, the exact result from
-``prmkit.calculator`` and ``>>`` are appended as tokens (the same tokens ``hf`` forces), and all such
-samples continue together in the next round from their prompt + their token ids (``policy.calc``'s
-rounds, shared with the ``openai`` backend). Resubmitting ids, not text, means no re-tokenisation: a
-greedy sample is the ``hf`` backend's token for token (up to the two engines' arithmetic).
+``prmkit.calculator`` and ``>>`` are appended as tokens (the same tokens ``hf`` forces), and the sample
+goes back into the running engine at once, from its prompt's ids + its own (``policy.calc.advance``,
+shared with the ``openai`` backend; one engine loop for every round keeps the batch full). Resubmitting
+ids, not text, means no re-tokenisation: a greedy sample is the ``hf`` backend's token for token (up to
+the two engines' arithmetic), and prefix caching finds the resubmitted prefix already computed.
 
 Seeds: sample k of prompt i draws with seed ``seed * 1_000_003 + i * 7919 + k`` (plus the round), so a
 sample's draw does not depend on what else is in the batch. Departure from ``hf``: the draws differ
@@ -24,12 +25,13 @@ with ``spawn``, so a script that builds one must do it under ``if __name__ == "_
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any
 
 from prmkit.policy.base import Completion, Policy, register_policy
-from prmkit.policy.calc import Draft, finish_drafts
+from prmkit.policy.calc import Draft, advance
 
 CPU_KV_CACHE_BYTES = 2 * 2**30  # the key/value cache on a CPU unless told (VLLM_CPU_KVCACHE_SPACE, GiB)
 
@@ -91,6 +93,7 @@ class VLLMPolicy(Policy):
         # the tokens after which the calculator may owe a result (those holding "=", as in ``hf``)
         self.eq_ids = [i for i, p in enumerate(pieces) if "=" in p] if calculator else []
         self._eq = set(self.eq_ids)
+        self._ids = itertools.count()
 
     def close(self) -> None:
         """Stop the engine (its core process and its memory)."""
@@ -117,10 +120,11 @@ class VLLMPolicy(Policy):
             raise ValueError("vllm backend: the policy was closed")
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         max_new = max_new_tokens or self.max_new_tokens
         prompt_ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
-        # "calc": the first round checks whether the prompt itself ends in "<<expr=" (as ``hf`` does)
+        # "calc": the first look checks whether the prompt itself ends in "<<expr=" (as ``hf`` does)
         first = "calc" if self.calculator else "new"
         drafts = [
             Draft(prompts[i], finish=first, seed=None if seed is None else seed * 1_000_003 + i * 7919 + k,
@@ -134,44 +138,75 @@ class VLLMPolicy(Policy):
             ids += self.tokenizer.encode(suffix, add_special_tokens=False)[: max_new - len(ids)]
             d.text, d.tokens = self._decode(ids), len(ids)
 
-        def resubmit(live: list[Draft], r: int) -> None:
-            params = [
-                SamplingParams(
-                    n=1,
-                    temperature=temperature,
-                    top_p=top_p,
-                    max_tokens=max_new - d.tokens,
-                    seed=None if d.seed is None else (d.seed + 104_729 * r) % 2**31,
-                    stop_token_ids=self.eq_ids or None,
-                    stop=list(self.stop) or None,
-                    detokenize=bool(self.stop),  # the engine needs text only for stop strings
-                    skip_special_tokens=True,
-                )
-                for d in live
-            ]
-            requests = [TokensPrompt(prompt_token_ids=prompt_ids[d.state[0]] + d.state[1]) for d in live]
-            outs = self.llm.generate(requests, params, use_tqdm=progress and r == 0)
-            for d, out in zip(live, outs, strict=True):
-                o = out.outputs[0]
-                new = list(o.token_ids)
-                if o.finish_reason == "length":
-                    finish = "length"
-                elif o.stop_reason in self._eq:  # a token holding "=" (kept in the ids)
-                    finish = "calc"
-                elif isinstance(o.stop_reason, str):
-                    finish = "stop"
-                else:  # the EOS token (stop_reason None) or one of the generation config's (its id)
-                    finish = "eos"
-                    if new and new[-1] in (o.stop_reason, self.tokenizer.eos_token_id):
-                        new.pop()  # ``hf`` keeps no EOS in a completion
-                d.state[1].extend(new)
-                d.text, d.tokens, d.finish = self._decode(d.state[1]), len(d.state[1]), finish
+        engine, pending = self.llm.llm_engine, {}
 
-        finish_drafts(drafts, max_new, self.stop, resubmit, force)
+        def submit(d: Draft, r: int) -> None:
+            """Continue a draft from its prompt's ids and its own (prefix caching finds both cached)."""
+            params = SamplingParams(
+                n=1,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_new - d.tokens,
+                seed=None if d.seed is None else (d.seed + 104_729 * r) % 2**31,
+                stop_token_ids=self.eq_ids or None,
+                stop=list(self.stop) or None,
+                detokenize=bool(self.stop),  # the engine needs text only for stop strings
+                skip_special_tokens=True,
+                output_kind=RequestOutputKind.FINAL_ONLY,
+            )
+            rid = f"prmkit-{next(self._ids)}"
+            engine.add_request(
+                rid, TokensPrompt(prompt_token_ids=prompt_ids[d.state[0]] + d.state[1]), params
+            )
+            pending[rid] = (d, r)
+
+        for d in drafts:
+            if advance(d, max_new, self.stop, force):
+                submit(d, 0)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(drafts), desc="sampling", unit="sample")
+        try:
+            # one engine loop for all rounds: a sample stopped at "=" goes back in the moment it stops,
+            # so the batch stays full instead of waiting for the slowest sample of a round
+            while pending:
+                for out in engine.step():
+                    if not out.finished or out.request_id not in pending:
+                        continue
+                    d, r = pending.pop(out.request_id)
+                    self._extend(d, out.outputs[0])
+                    if advance(d, max_new, self.stop, force):
+                        submit(d, r + 1)
+                    elif bar is not None:
+                        bar.update(1)
+        except BaseException:
+            engine.abort_request(list(pending), internal=False)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
         return [
             [Completion(d.text, d.tokens, d.finish) for d in drafts[i * n : (i + 1) * n]]
             for i in range(len(prompts))
         ]
+
+    def _extend(self, d: Draft, o: Any) -> None:
+        """Append an engine output (a ``CompletionOutput``) to a draft and say why it stopped."""
+        new = list(o.token_ids)
+        if o.finish_reason == "length":
+            finish = "length"
+        elif o.stop_reason in self._eq:  # a token holding "=" (kept in the ids)
+            finish = "calc"
+        elif isinstance(o.stop_reason, str):  # a user stop string (cut from the text by ``advance``)
+            finish = "stop"
+        else:  # the EOS token (stop_reason None) or one of the generation config's (its id)
+            finish = "eos"
+            if new and new[-1] in (o.stop_reason, self.tokenizer.eos_token_id):
+                new.pop()  # ``hf`` keeps no EOS in a completion
+        d.state[1].extend(new)
+        d.text, d.tokens, d.finish = self._decode(d.state[1]), len(d.state[1]), finish
 
 
 @register_policy("vllm")
