@@ -113,6 +113,8 @@ def main() -> None:
     cfg = AnnotateConfig(n=args.annotate_n, max_new_tokens=args.max_new_tokens, chunk=len(sols))
     out["annotate"] = {"solutions": len(sols), "n": args.annotate_n}
 
+    soft: dict[str, list[float]] = {}
+
     def run_annotation(name: str, pol) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             labels, t = timed(
@@ -120,6 +122,7 @@ def main() -> None:
             )
         n_tok = sum(r.meta.get("tokens", 0) for r in labels)
         out["annotate"][name] = {"s": round(t, 2), "tokens": n_tok, "tokens_per_s": round(n_tok / t, 1)}
+        soft[name] = [x for r in labels for x in r.soft[:-1]]  # the sampled steps (the last is graded)
 
     run_annotation("hf", hf)
     run_annotation("vllm_prefix_cache", vllm_pol)
@@ -134,6 +137,13 @@ def main() -> None:
     run_annotation("vllm_no_prefix_cache", nocache)
     nocache.close()
     a = out["annotate"]
+    # the labels in distribution: mean soft estimate per backend, and how often the hard labels agree
+    a["mean_soft_estimate"] = {k: round(sum(v) / len(v), 3) for k, v in soft.items()}
+    a["hard_label_agreement_hf_vs_vllm"] = round(
+        sum((x > 0) == (y > 0) for x, y in zip(soft["hf"], soft["vllm_prefix_cache"], strict=True))
+        / len(soft["hf"]),
+        3,
+    )
     a["prefix_cache_speedup"] = round(
         a["vllm_prefix_cache"]["tokens_per_s"] / a["vllm_no_prefix_cache"]["tokens_per_s"], 2
     )
