@@ -44,6 +44,7 @@ class VLLMScorer:
                 "vLLM scoring needs vLLM: pip install 'prmkit[vllm]' (CPU: make setup-vllm)"
             ) from None
         from transformers import AutoConfig
+        from vllm.config import PoolerConfig
 
         from prmkit.models import from_pretrained, hub_kwargs, load_tokenizer, model_source
         from prmkit.policy.vllm import CPU_KV_CACHE_BYTES, _has_cuda
@@ -79,7 +80,7 @@ class VLLMScorer:
             runner="pooling",
             convert="classify",
             hf_overrides={"classifier_from_token": [good, bad], "method": "from_2_way_softmax"},
-            pooler_config={"tok_pooling_type": "ALL", "use_activation": True},
+            pooler_config=PoolerConfig(tok_pooling_type="ALL", use_activation=True),
             max_model_len=rm.max_length,
             **engine_args,
         )
