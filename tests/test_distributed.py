@@ -29,11 +29,11 @@ def _register_crashing_backend():
 
     class CrashOnce(HFPolicy):
         def generate(self, prompts, n=1, **kw):
-            marker = os.environ.get("PRMKIT_TEST_CRASH", "")
-            if marker and os.path.exists(marker):
-                os.remove(marker)
-                os._exit(1)
-            return super().generate(prompts, n, **kw)
+            try:
+                os.remove(os.environ.get("PRMKIT_TEST_CRASH", ""))  # one worker wins the marker
+            except OSError:
+                return super().generate(prompts, n, **kw)
+            os._exit(1)
 
     register_policy("crash-once")(lambda model, **kw: CrashOnce(model, **kw))
 
@@ -162,3 +162,19 @@ def test_scoring_and_the_cli(cluster, generator, tmp_path):
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == len(problems) * 2
     r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "t.jsonl"), "--set", "ray.workers=-2"])
     assert r.exit_code == 2 and "ray.workers" in r.output
+
+
+def test_without_ray_the_cli_says_what_to_install(monkeypatch, tmp_path, world, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from prmkit.cli import app
+
+    problems, tok = world
+    model = tiny_model_dir(tok)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    probs = tmp_path / "p.jsonl"
+    probs.write_text(json.dumps({"question": problems[0].question, "answer": problems[0].answer}) + "\n")
+    args = ["sample", "--model", str(model), "--problems", str(probs), "--source", "jsonl"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "s.jsonl"), "--ray-workers", "2"])
+    assert r.exit_code == 2 and "pip install 'prmkit[ray]'" in r.output
+    assert not (tmp_path / "s.jsonl").exists()
