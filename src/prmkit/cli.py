@@ -46,6 +46,18 @@ RevisionOpt = Annotated[
     typer.Option(help="Pin a hub model id to a branch, tag or commit; the commit used is recorded."),
 ]
 
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers",
+        help="Run the model calls on N Ray workers (-1: as many as the cluster holds); recipe: ray.workers.",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(help="A running Ray cluster to join (auto, ray://HOST:10001); default: start a local one."),
+]
+
 
 def _fail(e: Exception) -> None:
     typer.secho(f"error: {e}", fg="red", err=True)
@@ -90,6 +102,16 @@ def _configs(stages: tuple[str, ...], recipe: Path | None, sets: list[str] | Non
 
 def _config(stage: str, recipe: Path | None, sets: list[str] | None, **options):
     return _configs((stage,), recipe, sets, **options)[0]
+
+
+def _with_ray(stage: str, recipe, sets, workers: int | None, address: str | None, **options) -> tuple:
+    """A sampling stage's config and the ``ray`` stage's, with the command's options on top."""
+    from dataclasses import replace
+
+    cfg, ray = _configs((stage, "ray"), recipe, sets)
+    given = {k: v for k, v in options.items() if v is not None}
+    ray_given = {k: v for k, v in (("workers", workers), ("address", address)) if v is not None}
+    return replace(cfg, **given), replace(ray, **ray_given)
 
 
 def _hub(trust_remote_code: bool, revision: str | None) -> dict:
@@ -164,14 +186,22 @@ def sample(
     set_: SetOpt = None,
     trust_remote_code: TrustOpt = False,
     revision: RevisionOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_address: RayAddressOpt = None,
 ):
     """Sample N solutions per problem (calculator on by default), grade them, print accuracy and pass@k."""
     from prmkit.data import load_problems
     from prmkit.sample import accuracy_summary, build_policy, sample_problems
 
-    cfg = _config("sample", recipe, set_, **_hub(trust_remote_code, revision))
+    cfg, ray = _with_ray(
+        "sample", recipe, set_, ray_workers, ray_address, **_hub(trust_remote_code, revision)
+    )
     probs = load_problems(source, problems, split=split, limit=limit)
-    sols = sample_problems(build_policy(model, cfg), probs, cfg, out)
+    policy = build_policy(model, cfg, ray)
+    try:
+        sols = sample_problems(policy, probs, cfg, out)
+    finally:
+        policy.close()
     ks = tuple(k for k in (1, 4, 16, 64) if k <= cfg.n)
     typer.echo(json.dumps(accuracy_summary(sols, ks=ks)))
 
@@ -191,6 +221,8 @@ def annotate(
     set_: SetOpt = None,
     trust_remote_code: TrustOpt = False,
     revision: RevisionOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_address: RayAddressOpt = None,
 ):
     """Label every step by Monte-Carlo completions (Math-Shepherd hard/soft estimates).
 
@@ -203,10 +235,16 @@ def annotate(
     from prmkit.sample import build_policy
     from prmkit.types import Solution
 
-    cfg = _config("annotate", recipe, set_, **_hub(trust_remote_code, revision))
+    cfg, ray = _with_ray(
+        "annotate", recipe, set_, ray_workers, ray_address, **_hub(trust_remote_code, revision)
+    )
     probs = load_problems(source, problems, split=split)
     sols = read_jsonl(samples, Solution)
-    labels = run_annotate(build_policy(model, cfg), sols, probs, cfg, out, limit=limit)
+    policy = build_policy(model, cfg, ray)
+    try:
+        labels = run_annotate(policy, sols, probs, cfg, out, limit=limit)
+    finally:
+        policy.close()
     done = [r for r in labels if not r.meta.get("skipped")]
     tokens = sum(r.meta.get("tokens", 0) for r in done)
     typer.echo(
@@ -448,6 +486,11 @@ def score(
     ] = None,
     trust_remote_code: TrustOpt = False,
     revision: RevisionOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_address: RayAddressOpt = None,
+    backend: Annotated[
+        str, typer.Option(help="hf, or vllm (a PRM/ORM on vLLM's engine: pip install 'prmkit[vllm]').")
+    ] = "hf",
 ):
     """Score every step of every solution in one forward pass each: {problem_id, sample_id, scores}.
 
@@ -459,16 +502,18 @@ def score(
     from (a path, or a hub id and its commit) goes to OUT's .meta.json.
     """
     from prmkit.data import load_problems
+    from prmkit.distributed import RayConfig
     from prmkit.io import read_jsonl
     from prmkit.reward import score_solutions
     from prmkit.types import Solution
 
+    ray = RayConfig(workers=ray_workers or 0, address=ray_address)
     probs = {p.id: p for p in load_problems(source, problems, split=split)}
     sols = read_jsonl(samples, Solution)
     kw = {"format": fmt} if fmt else {}
     new, old = score_solutions(
         model, sols, probs, out, batch_size, origin=str(samples), trust_remote_code=trust_remote_code,
-        revision=revision, **kw,
+        revision=revision, ray=ray, backend=backend, **kw,
     )  # fmt: skip
     typer.echo(f"{new} solutions scored ({old} already done) -> {out}")
 

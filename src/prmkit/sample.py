@@ -75,17 +75,21 @@ def output_config(policy: Policy, cfg) -> dict:
     return {**fields, "model": getattr(policy, "source", {})}
 
 
-def build_policy(model: str, cfg) -> Policy:
-    """The policy a sampling config (``SampleConfig``, ``AnnotateConfig``) names, for a model path or id."""
-    return make_policy(
-        cfg.backend,
-        model,
+def build_policy(model: str, cfg, ray=None) -> Policy:
+    """The policy a sampling config (``SampleConfig``, ``AnnotateConfig``) names, for a model path or id;
+    with an enabled ``distributed.RayConfig``, one whose calls run sharded on Ray workers."""
+    kwargs = dict(
         calculator=cfg.calculator,
         batch_size=cfg.batch_size,
         max_new_tokens=cfg.max_new_tokens,
         trust_remote_code=cfg.trust_remote_code,
         revision=cfg.revision,
     )
+    if ray is not None and ray.enabled:
+        from prmkit.distributed import RayPolicy
+
+        return RayPolicy(cfg.backend, model, ray, **kwargs)
+    return make_policy(cfg.backend, model, **kwargs)
 
 
 def sample_problems(

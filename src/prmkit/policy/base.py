@@ -43,6 +43,10 @@ class Policy(ABC):
         """``n`` completion texts for each prompt."""
         return [[c.text for c in row] for row in self.generate(prompts, n, **kwargs)]
 
+    def close(self) -> None:
+        """Release what the backend holds beyond memory (an engine process, Ray workers); a no-op here."""
+        return None
+
 
 _REGISTRY: dict[str, Callable[..., Policy]] = {}
 

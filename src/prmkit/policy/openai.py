@@ -14,7 +14,7 @@ built, so a wrong URL or model name is one line at once, not an error after the 
 Calculator sampling (``calculator=True``, Cobbe et al.): the request stops at every ``=``; when the
 text then ends inside an open ``<<expr=``, the exact result from ``prmkit.calculator`` and ``>>`` are
 appended, and the sample continues alone (n=1) from prompt + text (vLLM's prefix caching makes the
-resubmission cheap). A stop at ``=`` must be told from an end of text, so calculator sampling needs a
+resubmission cheap); the rounds are ``policy.calc``'s, shared with the ``vllm`` backend. A stop at ``=`` must be told from an end of text, so calculator sampling needs a
 server that says which stop string matched (vLLM's ``stop_reason``, SGLang's ``matched_stop``); one
 that does not is refused. User ``stop`` strings are then applied here, on the returned text.
 
@@ -30,24 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from prmkit.calculator import calculate
 from prmkit.policy.base import Completion, Policy, register_policy
+from prmkit.policy.calc import Draft, calculator_suffix, finish_drafts
 
-CALC_OPEN, CALC_CLOSE = "<<", ">>"
+__all__ = ["OpenAIPolicy", "calculator_suffix"]
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-
-
-def calculator_suffix(text: str) -> str | None:
-    """The result and ``>>`` to append when ``text`` (just cut at an ``=``) ends in an open ``<<expr``.
-
-    >>> calculator_suffix("She pays 3*4 = <<3*4"), calculator_suffix("She pays 3*4 "), calculator_suffix("<<1/0")
-    ('12>>', None, None)
-    """
-    start = text.rfind(CALC_OPEN)
-    if start < 0 or CALC_CLOSE in text[start:] or "=" in text[start:]:
-        return None
-    result = calculate(text[start + 2 :])
-    return None if result is None else result + CALC_CLOSE
 
 
 @dataclass
@@ -169,36 +157,28 @@ class OpenAIPolicy(Policy):
         return out
 
     def _complete(self, prompt: str, n: int, params: dict[str, Any], seed: int | None) -> list[Completion]:
-        """``n`` samples of one prompt: one request, then each calculator-stopped sample alone."""
+        """``n`` samples of one prompt: one request, then the calculator's rounds (``policy.calc``), in
+        which each sample stopped at an ``=`` continues alone (n=1) from prompt + text."""
         samples = self._request(prompt, n, params | ({"seed": seed} if seed is not None else {}))
-        for k, s in enumerate(samples):
-            rounds = 0
-            while s.finish == "calc":  # the server cut the "=" it wrote: put it back, then the result
-                s.text += "=" + (calculator_suffix(s.text) or "")
-                if self._user_stop(s):
-                    break
-                left = params["max_tokens"] - s.tokens
-                if left <= 0:
-                    s.finish = "length"
-                    break
-                rounds += 1
-                more = params | {"max_tokens": left}
-                if seed is not None:
-                    more["seed"] = (seed * 1_000_003 + k * 7919 + rounds) % 2**31
-                nxt = self._request(prompt + s.text, 1, more)[0]
-                s.text, s.tokens, s.finish = s.text + nxt.text, s.tokens + nxt.tokens, nxt.finish
-            self._user_stop(s)
-        return [Completion(text=s.text, n_tokens=s.tokens, finish_reason=s.finish) for s in samples]
+        # the server cut the "=" it wrote: put it back, so the text ends where the model stopped
+        drafts = [
+            Draft(prompt, s.text + "=" * (s.finish == "calc"), s.tokens, s.finish,
+                  None if seed is None else seed * 1_000_003 + k * 7919)
+            for k, s in enumerate(samples)
+        ]  # fmt: skip
 
-    def _user_stop(self, s: _Sample) -> bool:
-        """With the calculator on, the server stops only at "="; cut at the first user stop string here."""
-        if not self.calculator or not self.stop:
-            return False
-        cuts = [i for i in (s.text.find(t) for t in self.stop) if i >= 0]
-        if not cuts:
-            return False
-        s.text, s.finish = s.text[: min(cuts)], "stop"
-        return True
+        def resubmit(live: list[Draft], r: int) -> None:
+            for d in live:
+                more = params | {"max_tokens": params["max_tokens"] - d.tokens}
+                if d.seed is not None:
+                    more["seed"] = (d.seed + r + 1) % 2**31  # a fresh draw in every round
+                nxt = self._request(d.prompt + d.text, 1, more)[0]
+                d.text += nxt.text + "=" * (nxt.finish == "calc")
+                d.tokens, d.finish = d.tokens + nxt.tokens, nxt.finish
+
+        if self.calculator:  # without it the server applied the user's stop strings itself
+            finish_drafts(drafts, params["max_tokens"], self.stop, resubmit)
+        return [Completion(text=d.text, n_tokens=d.tokens, finish_reason=d.finish) for d in drafts]
 
     def generate(
         self,

@@ -16,14 +16,30 @@ from prmkit.reward.value import ValueModel
 SCORE_CHUNK = 256  # solutions appended together; a killed run loses at most one chunk
 
 
+BACKENDS = ("hf", "vllm")
+
+
 def load_reward_model(
-    path_or_id: str, trust_remote_code: bool = False, revision: str | None = None, **kwargs
+    path_or_id: str,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    backend: str = "hf",
+    **kwargs,
 ):
-    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released).
-    Code shipped with the model runs only with ``trust_remote_code``; ``revision`` pins a hub id."""
+    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released);
+    with ``backend="vllm"`` a PRM/ORM on vLLM's engine (``reward.vllm.VLLMScorer``). Code shipped with the
+    model runs only with ``trust_remote_code``; ``revision`` pins a hub id."""
+    if backend not in BACKENDS:
+        raise ValueError(f"reward backend: unknown {backend!r}; valid: {', '.join(BACKENDS)}")
     meta = Path(path_or_id) / META_FILE
     if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == "value":
+        if backend != "hf":
+            raise ValueError(f"{path_or_id}: a value verifier scores with the hf backend only")
         return ValueModel.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    if backend == "vllm":
+        from prmkit.reward.vllm import VLLMScorer
+
+        return VLLMScorer(path_or_id, trust_remote_code=trust_remote_code, revision=revision, **kwargs)
     return StepRewardModel.from_pretrained(
         path_or_id, trust_remote_code=trust_remote_code, revision=revision, **kwargs
     )
@@ -31,20 +47,22 @@ def load_reward_model(
 
 def score_solutions(
     model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, origin: str = "score",
-    trust_remote_code: bool = False, revision: str | None = None, **kwargs,
+    trust_remote_code: bool = False, revision: str | None = None, ray=None, backend: str = "hf", **kwargs,
 ):  # fmt: skip
     """Append ``{problem_id, sample_id, scores}`` for every solution not yet in ``out_path`` (resumes),
     loading the reward model ``model`` (a path or id; ``trust_remote_code``, ``revision`` and ``kwargs`` go
     to ``load_reward_model``) only when work is left, and recording where it came from (a local path, or
     a hub id and its commit) in ``io.meta_path(out_path)``. ``origin`` (the samples file) heads error
-    messages. Returns (newly scored, already there)."""
+    messages. ``backend`` "vllm" scores on vLLM's engine (``reward.vllm``). With an enabled ``ray``
+    (``distributed.RayConfig``) the model is loaded in Ray workers, which score shards of each chunk;
+    this process still writes every record. Returns (newly scored, already there)."""
     from prmkit.io import open_appender, write_source
 
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
         raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
     where = Path(model).resolve() if Path(model).exists() else model
-    claim = {"model": str(where), "revision": revision, **kwargs}  # what the scores depend on
+    claim = {"model": str(where), "revision": revision, "backend": backend, **kwargs}  # what scores depend on
     # chunks of fixed bounds, each appended in one write: a chunk cut short by a kill is scored again
     # whole, in the same length-sorted batches, so the scores equal an uninterrupted run's to the bit
     starts = range(0, len(solutions), SCORE_CHUNK)
@@ -54,35 +72,49 @@ def score_solutions(
     )
     todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
     left = {(s.problem_id, s.sample_id) for s in todo}
-    bar = None
-    if todo and progress:
-        from tqdm.auto import tqdm
+    bar = rm = None
+    try:
+        with appender:
+            if todo:
+                hub = {
+                    "trust_remote_code": trust_remote_code,
+                    "revision": revision,
+                    "backend": backend,
+                    **kwargs,
+                }
+                if ray is not None and ray.enabled:
+                    from prmkit.distributed import RayScorer
 
-        bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
-    with appender:
-        rm = None
-        if todo:
-            rm = load_reward_model(
-                str(model), trust_remote_code=trust_remote_code, revision=revision, **kwargs
-            )
-            write_source(out_path, getattr(rm, "source", {}), **kwargs)
-        for start in starts:
-            chunk = [s for s in solutions[start : start + SCORE_CHUNK] if (s.problem_id, s.sample_id) in left]
-            if not chunk:
-                continue
-            scores = rm.score(
-                [problems[s.problem_id].question for s in chunk],
-                [s.steps for s in chunk],
-                batch_size=batch_size,
-            )
-            appender.write_many(
-                {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
-                for s, sc in zip(chunk, scores, strict=True)
-            )
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+                    rm = RayScorer(str(model), ray, **hub)
+                else:
+                    rm = load_reward_model(str(model), **hub)
+                write_source(out_path, getattr(rm, "source", {}), **kwargs)
+                if progress:  # after the model loaded: a refused model prints one line only
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
+            for start in starts:
+                chunk = [
+                    s for s in solutions[start : start + SCORE_CHUNK] if (s.problem_id, s.sample_id) in left
+                ]
+                if not chunk:
+                    continue
+                scores = rm.score(
+                    [problems[s.problem_id].question for s in chunk],
+                    [s.steps for s in chunk],
+                    batch_size=batch_size,
+                )
+                appender.write_many(
+                    {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
+                    for s, sc in zip(chunk, scores, strict=True)
+                )
+                if bar is not None:
+                    bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+        if hasattr(rm, "close"):  # Ray workers
+            rm.close()
     return len(todo), len(solutions) - len(todo)
 
 

