@@ -98,6 +98,7 @@ def test_demo_takes_degenerate_samples_through_every_stage(tmp_path, monkeypatch
         "rl.methods=[outcome, process]", "rl.seeds=1", "rl.bon_samples=8",
         "ppo.iterations=1", "ppo.problems_per_iteration=2", "ppo.samples_per_problem=2",
         "ppo.minibatch_size=4", "ppo.max_new_tokens=16", "ppo.eval_problems=2",
+        "demo.verifiers=[prm, orm, value, likelihood]",
     ]  # fmt: skip
     run = tmp_path / "run"
     report = run_demo(load_recipe("recipes/world-quick.yaml", sets), run)
@@ -107,6 +108,15 @@ def test_demo_takes_degenerate_samples_through_every_stage(tmp_path, monkeypatch
     assert all(scores[(s.problem_id, s.sample_id)] == [] for s in sols if not s.steps)
     too_long = [scores[(s.problem_id, s.sample_id)] for s in sols if s.text.startswith("So 1+1+")]
     assert too_long and all(math.isnan(row[0]) for row in too_long)  # cut by the context: NaN, not a crash
+    likelihood = read_scores(run / "scores_test_likelihood.jsonl")  # the generator's own, the same rules
+    assert all(likelihood[(s.problem_id, s.sample_id)] == [] for s in sols if not s.steps)
+    assert all(
+        math.isnan(likelihood[(s.problem_id, s.sample_id)][0]) for s in sols if s.text.startswith("So 1+")
+    )
+    aucs = {r["verifier"] for r in report["splits"]["test"]["within_problem_auc"]}
+    assert aucs == {"PRM", "ORM", "value", "likelihood"}
+    assert "likelihood" not in report["splits"]["test"]["verifier_quality"]
     labels = report["verifiers"]["labels"]
     assert labels["skipped"] > 0  # the step-less solutions are skipped, and counted
-    assert (run / "report.md").exists() and "Best-of-N, test split" in (run / "report.md").read_text()
+    md = (run / "report.md").read_text()
+    assert "Best-of-N, test split" in md and "| likelihood (last) |" in md

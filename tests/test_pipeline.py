@@ -109,3 +109,45 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
     # PPO's held-out curve used the test split's other problems, not the reported ones
     metrics = (tmp_path / "run" / "rl" / "process-seed0" / "metrics.jsonl").read_text().splitlines()
     assert metrics and "greedy_accuracy" in metrics[0]
+
+
+def test_likelihood_is_an_opt_in_verifier():
+    from prmkit.pipeline import AGGREGATIONS, DemoConfig
+
+    assert DemoConfig().verifiers == ("prm", "orm", "value")  # the default demo is unchanged
+    recipe = DemoRecipe.from_dict({"demo": {"verifiers": ["prm", "likelihood"]}})
+    assert recipe.demo.verifiers == ("prm", "likelihood") and AGGREGATIONS["likelihood"] == ["last"]
+
+
+def _split(problems: int, auc: list[dict] | None) -> dict:
+    r = {"problems": problems, "samples_per_problem": 4, "temperature": 0.7, "greedy_accuracy": 0.5,
+         "sampled_accuracy": 0.4, "pass_at_k": {"1": 0.4, "4": 0.7}}  # fmt: skip
+    return r | ({"within_problem_auc": auc} if auc is not None else {})
+
+
+def test_report_auc_table_by_hand():
+    def row(v, how, auc, ci, n):
+        return {"verifier": v, "aggregation": how, "auc": auc, "ci95": ci, "problems": n, "pairs": 3 * n}
+
+    report = {
+        "run_dir": "runs/x",
+        "recipe": {"demo": {"groups": 3}},
+        "timings": {"sft": 1.0},
+        "splits": {
+            "test": _split(
+                200, [row("PRM", "min", 0.6123, 0.0412, 90), row("likelihood", "last", 0.7, None, 1)]
+            ),
+            "ood": _split(100, [row("PRM", "min", None, None, 0)]),
+        },
+    }
+    md = render_report(report)
+    assert md == render_report(report)  # deterministic: no resampling
+    lines = md.splitlines()
+    head = lines.index("## Ranking a problem's own samples")
+    table = lines[lines.index("| verifier | test AUC | test problems | ood AUC | ood problems |", head) :]
+    assert table[2] == "| PRM (min) | 0.612 ± 0.041 | 90 of 200 | – | 0 of 100 |"
+    assert table[3] == "| likelihood (last) | 0.700 | 1 of 200 | – | – |"
+    # a report without the AUC (or from before it existed) renders as it did: no such section
+    for r in report["splits"].values():
+        del r["within_problem_auc"]
+    assert "Ranking a problem" not in render_report(report)

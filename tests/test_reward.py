@@ -12,6 +12,7 @@ from prmkit.reward.train import (
     build_examples,
     collate,
     make_trainer,
+    reward_loss,
     soft_label_loss,
     step_targets,
 )
@@ -28,6 +29,32 @@ def _labels(problems, n=12):
         soft = [0.75 * h for h in hard]
         out.append(StepLabels(p.id, 0, steps, hard, soft, meta={"final_correct": i % 2 == 0}))
     return out
+
+
+def _trainer(model, rm, rows, tok, lm_coef, out, steps=3):
+    import datasets
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        seed=0,
+    )
+    return make_trainer(
+        rm.label_ids,
+        lm_coef,
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        data_collator=lambda fs: collate(fs, tok.pad_token_id),
+    )
 
 
 def test_format_for_scoring_worked_example():
@@ -59,6 +86,8 @@ def test_config_validation():
         RewardConfig(label="fuzzy")
     with pytest.raises(ValueError, match="eval_fraction"):
         RewardConfig(eval_fraction=1.0)
+    with pytest.raises(ValueError, match="prm.lm_coef"):
+        RewardConfig(lm_coef=-1.0)
 
 
 def test_build_examples_positions_and_targets(world):
@@ -169,6 +198,69 @@ def test_training_changes_parameters(world, tmp_path):
     )
     trainer.train()
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_lm_rows_mask_the_prompt_and_the_tags(world):
+    problems, tok = world
+    p = problems[0]
+    steps = split_steps(p.solution)
+    rec = StepLabels(p.id, 0, steps, [1] * len(steps), [1.0] * len(steps))
+    (plain,) = build_examples([rec], {p.id: p}, RewardConfig(), tok)
+    (row,) = build_examples([rec], {p.id: p}, RewardConfig(lm_coef=1.0), tok)
+    assert "lm_mask" not in plain and "lm_mask" not in collate([plain], tok.pad_token_id)
+    assert {k: v for k, v in row.items() if k != "lm_mask"} == plain  # the rest of the row is unchanged
+    ids, lm = row["input_ids"], row["lm_mask"]
+    n_prompt = len(tok(format_for_scoring(p.question, []))["input_ids"])
+    tag_id = tok.convert_tokens_to_ids(STEP_TAG)
+    assert len(lm) == len(ids) and not any(lm[:n_prompt]) and lm[n_prompt] == 1
+    for t in row["tag_positions"]:  # the tag is not predicted, nor is the token its position predicts
+        assert ids[t] == tag_id and lm[t] == 0 and (t + 1 == len(ids) or lm[t + 1] == 0)
+    # every other solution token is: the steps' own tokens and the space before each tag
+    assert sum(lm) == len(ids) - n_prompt - 2 * len(steps)
+    batch = collate([row, plain | {"lm_mask": [0] * len(plain["input_ids"])}], tok.pad_token_id)
+    assert batch["lm_mask"].dtype == torch.bool and batch["lm_mask"][0].tolist() == [bool(x) for x in lm]
+
+
+def test_lm_coef_zero_is_the_classification_loss_exactly(world):
+    from prmkit.training import next_token_loss
+
+    problems, tok = world
+    model = new_model(tok, "test", seed=2)
+    rm = StepRewardModel(model, tok)
+    rows = build_examples(_labels(problems, 4), {p.id: p for p in problems}, RewardConfig(lm_coef=1.0), tok)
+    batch = collate(rows, tok.pad_token_id)
+    with torch.no_grad():
+        full = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).logits
+        old = soft_label_loss(full[..., rm.label_ids], batch["labels"])
+        loss0, logits0 = reward_loss(model, batch, rm.label_ids, 0.0)
+        loss1, _ = reward_loss(model, batch, rm.label_ids, 0.5)
+    assert torch.equal(loss0, old) and torch.equal(logits0, full[..., rm.label_ids])
+    lm = next_token_loss(full, batch["input_ids"], batch["lm_mask"][:, 1:])
+    assert lm.item() > 0 and loss1.item() == pytest.approx(old.item() + 0.5 * lm.item(), rel=1e-5)
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "lm_mask"}  # reward_loss copied it
+    with pytest.raises(ValueError, match="lm_coef > 0 needs rows"):
+        reward_loss(model, {k: v for k, v in batch.items() if k != "lm_mask"}, rm.label_ids, 1.0)
+
+
+def test_lm_coef_keeps_the_language_model(world, tmp_path):
+    """Trained a few steps from the same weights on the same rows, the auxiliary LM loss gives a lower
+    LM loss on the training solutions than the classification loss alone."""
+    from prmkit.training import next_token_loss
+
+    problems, tok = world
+    rows = build_examples(_labels(problems), {p.id: p for p in problems}, RewardConfig(lm_coef=1.0), tok)
+    batch = collate(rows, tok.pad_token_id)
+    after = {}
+    for coef in (0.0, 1.0):
+        model = new_model(tok, "test", seed=0)
+        rm = StepRewardModel(model, tok)
+        _trainer(model, rm, rows, tok, coef, tmp_path / str(coef), steps=12).train()
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        after[coef] = next_token_loss(logits, batch["input_ids"], batch["lm_mask"][:, 1:]).item()
+    assert after[1.0] < after[0.0] - 0.5, after
 
 
 def test_cli_train_prm_and_score_end_to_end(world, tmp_path):

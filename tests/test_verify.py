@@ -5,6 +5,7 @@ import math
 import pytest
 
 from prmkit.evaluate.bon import bon_curves, n_values, plot_bon
+from prmkit.types import Solution
 from prmkit.verify import Candidate, aggregate, group_answers, select
 
 
@@ -97,3 +98,33 @@ def test_eval_bon_cli(tmp_path):
     assert (tmp_path / "bon.png").exists() and "| majority |" in (tmp_path / "bon.md").read_text()
     result = CliRunner().invoke(app, [*args[:-1], "bad"])
     assert result.exit_code == 2 and "expected NAME=PATH" in result.output
+
+
+def test_within_problem_auc_by_hand():
+    from prmkit.evaluate.bon import auc_rows, within_problem_auc
+
+    # "a": 0.9 beats 0.5 (1), 0.5 ties 0.5 (1/2); "b": only right samples, skipped
+    r = within_problem_auc({"a": [(0.9, True), (0.5, True), (0.5, False)], "b": [(0.1, True), (0.2, True)]})
+    assert r == {"auc": 0.75, "ci95": None, "problems": 1, "pairs": 2}
+    assert within_problem_auc({"b": [(0.1, False)]}) == {"auc": None, "ci95": None, "problems": 0, "pairs": 0}
+    # identical problems: no spread over problems, a zero-width interval
+    same = [(0.9, True), (0.1, False)]
+    assert within_problem_auc({"a": same, "b": same}) == {"auc": 1.0, "ci95": 0.0, "problems": 2, "pairs": 2}
+    sols = [
+        Solution("p", 0, "a", ["a"], "1", True),
+        Solution("p", 1, "", [], None, False),  # step-less: below every solution with steps
+        Solution("p", 2, "b", ["b", "c"], "2", False),
+        Solution("q", 0, "a", ["a"], "1", True),
+    ]
+    scores = {("p", 0): [0.0], ("p", 1): [], ("p", 2): [0.9, 0.2], ("q", 0): [0.5]}
+    rows = auc_rows(sols, {"PRM": scores}, {"PRM": ["min", "last"]})
+    # min: 0.0 vs empty (win), 0.0 vs 0.2 (loss); last: 0.0 vs empty (win), 0.0 vs 0.2 (loss)
+    assert [(r["aggregation"], r["auc"], r["problems"], r["pairs"]) for r in rows] == [
+        ("min", 0.5, 1, 2),
+        ("last", 0.5, 1, 2),
+    ]
+    scores[("p", 2)] = [0.9, 0.0]
+    assert auc_rows(sols, {"PRM": scores}, {"PRM": ["min"]})[0]["auc"] == 0.75  # a tie counts half
+    del scores[("q", 0)]
+    with pytest.raises(ValueError, match="PRM has no scores for q/0"):
+        auc_rows(sols, {"PRM": scores}, {"PRM": ["min"]})

@@ -473,7 +473,13 @@ def train_critique_cmd(
 
 @_command(app)
 def score(
-    model: Annotated[str, typer.Option(help="Reward model: a directory from prmkit train, or a hub id.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Reward model: a directory from prmkit train, or a hub id; likelihood:GENERATOR scores by"
+            " the generator's own mean token log-prob (no training)."
+        ),
+    ],
     samples: Annotated[Path, typer.Option(help="samples.jsonl of the solutions to score.")],
     problems: ProblemsOpt,
     out: Annotated[Path, typer.Option(help="scores.jsonl to write (appends and resumes).")],

@@ -41,10 +41,13 @@ from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_a
 from prmkit.types import Problem, Solution
 from prmkit.world import SPLITS, WorldConfig, make_world
 
-VERIFIERS = {"prm": "PRM", "orm": "ORM", "value": "value"}  # recipe name -> report name
+# recipe name -> report name; "likelihood" is the generator's own mean token log-prob (no training,
+# reward/likelihood.py), the baseline a trained verifier has to beat; opt-in, not in the default tuple
+VERIFIERS = {"prm": "PRM", "orm": "ORM", "value": "value", "likelihood": "likelihood"}
 # how a verifier's step scores become a solution score: min (Math-Shepherd) and prod (Lightman et al.)
-# for the PRM; an ORM and a value verifier are read at the last step (Cobbe et al.)
-AGGREGATIONS = {"PRM": ["min", "prod"], "ORM": ["last"], "value": ["last"]}
+# for the PRM; an ORM and a value verifier are read at the last step (Cobbe et al.), and so is the
+# likelihood (its last step holds the whole solution's mean)
+AGGREGATIONS = {"PRM": ["min", "prod"], "ORM": ["last"], "value": ["last"], "likelihood": ["last"]}
 ORM_DATA = ("pool", "labels")
 
 
@@ -238,19 +241,24 @@ def _sample(name: str, problems, generator: Path, cfg: SampleConfig, run_dir: Pa
 
 def stage_verifiers(
     recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path, timer: Timer
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Sample the train pool, annotate it, train the recipe's verifiers; (name -> model dir, summary)."""
+) -> tuple[dict[str, Path | str], dict[str, Any]]:
+    """Sample the train pool, annotate it, train the recipe's verifiers; (name -> what
+    ``load_reward_model`` loads, summary). The likelihood needs no pool: ``likelihood:GENERATOR``."""
+    from prmkit.reward import LIKELIHOOD_PREFIX
     from prmkit.reward.train import outcome_labels, train_reward
     from prmkit.reward.value import train_value
 
     demo = recipe.demo
+    models: dict[str, Path | str] = {}
+    likelihood = {"likelihood": f"{LIKELIHOOD_PREFIX}{generator}"} if "likelihood" in demo.verifiers else {}
+    if set(demo.verifiers) <= {"likelihood"}:
+        return likelihood, {}
     by_id = {p.id: p for p in train}
     pool_cfg = replace(recipe.sample, n=demo.pool_samples)
     pool = _sample("train", train[: demo.pool_problems], generator, pool_cfg, run_dir, timer)
     # annotate the first sample of every problem, then the second, ...: many problems before many samples
     pool = sorted(pool, key=lambda s: s.sample_id)
     info: dict[str, Any] = {"pool": accuracy_summary(pool, ks=())}
-    models: dict[str, Path] = {}
     labels = []
     if "prm" in demo.verifiers or demo.orm_data == "labels":
         policy = build_policy(str(generator), recipe.annotate)
@@ -282,7 +290,7 @@ def stage_verifiers(
             default_init=str(generator), done=(out / META_FILE).exists(),
         )  # fmt: skip
         info["value_solutions"] = len(pool)
-    return models, info
+    return models | likelihood, info
 
 
 def stage_audit(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path, timer: Timer):
@@ -309,12 +317,13 @@ def stage_audit(recipe: DemoRecipe, generator: Path, train: list[Problem], run_d
 
 
 def evaluate_split(
-    name: str, problems: list[Problem], n: int, generator: Path, models: dict[str, Path],
+    name: str, problems: list[Problem], n: int, generator: Path, models: dict[str, Path | str],
     recipe: DemoRecipe, run_dir: Path, timer: Timer, oracle: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    """Greedy and sampled accuracy, pass@k, every verifier's scores, best-of-N curves (``bon[_name].png``)
-    and, with the oracle, each verifier's step-level quality."""
-    from prmkit.evaluate.bon import bon_report, plot_bon
+    """Greedy and sampled accuracy, pass@k, every verifier's scores, best-of-N curves (``bon[_name].png``),
+    each verifier's within-problem AUC and, with the oracle, its step-level quality (not the
+    likelihood's: a threshold of 0.5 on a mean token probability means nothing)."""
+    from prmkit.evaluate.bon import auc_rows, bon_report, plot_bon
     from prmkit.evaluate.verifier import verifier_quality
     from prmkit.reward import score_solutions
 
@@ -351,8 +360,11 @@ def evaluate_split(
     png = "bon.png" if name == "test" else f"bon_{name}.png"
     plot_bon(rows, run_dir / png, title=f"best-of-N, {name} split ({len(problems)} problems)")
     out |= {"bon": rows, "bon_table": table, "bon_png": png}
-    if oracle and scores:
-        out["verifier_quality"] = {v: verifier_quality(s, sols, by_id) for v, s in scores.items()}
+    if scores:
+        out["within_problem_auc"] = auc_rows(sols, scores, {v: AGGREGATIONS[v] for v in scores})
+    quality = {v: s for v, s in scores.items() if v != "likelihood"}
+    if oracle and quality:
+        out["verifier_quality"] = {v: verifier_quality(s, sols, by_id) for v, s in quality.items()}
     return out
 
 

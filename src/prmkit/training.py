@@ -1,6 +1,7 @@
 """What every training stage shares (generator SFT, PRM/ORM, value verifier, critique stage).
 
-Each stage builds its own examples, collator and loss; this module gives them one set of
+Each stage builds its own examples, collator and loss (the verifiers' auxiliary LM loss is the one
+shared piece, ``next_token_loss``); this module gives them one set of
 ``transformers.TrainingArguments`` defaults, one checkpoint folder beside the output (``OUT.checkpoints``,
 resumed from its newest ``checkpoint-N``), and one way of finishing: rank 0 writes the model under a
 temporary name and renames it into place, so the output directory existing means the stage finished.
@@ -26,6 +27,17 @@ def check_training(cfg: Any, stage: str) -> None:
     if not 0 <= getattr(cfg, "eval_fraction", 0) < 1:
         raise ValueError(f"{stage}.eval_fraction must be in [0, 1)")
     check_hub_fields(cfg, stage)
+
+
+def next_token_loss(lm_logits, input_ids, target_mask):
+    """Mean next-token cross-entropy of (B, T, V) ``lm_logits`` over the tokens of ``input_ids[:, 1:]``
+    that ``target_mask`` (B, T-1) marks: token t is predicted from position t-1. The auxiliary LM loss
+    of the verifiers (Cobbe et al.): ``reward/value.py`` and ``reward/train.py`` (``lm_coef``)."""
+    import torch.nn.functional as F
+
+    if not target_mask.any():
+        return lm_logits.sum() * 0.0
+    return F.cross_entropy(lm_logits[:, :-1].float()[target_mask], input_ids[:, 1:][target_mask])
 
 
 def checkpoint_dir(out_dir: Path) -> Path:

@@ -6,6 +6,12 @@ so strategies are compared on identical candidates). Accuracy is averaged over d
 The 95 % interval is over problems: 1.96 x the standard error of the per-problem accuracy averaged over
 the draws, which is what varies from one benchmark set to another. ``bon.png`` has one line per
 strategy with its interval as a band.
+
+``within_problem_auc`` measures the ranking behind best-of-N: how often a correct sample of a problem
+outscores a wrong sample of the same problem (ties count half), pooled over the (right, wrong) pairs of
+every problem that has both; 0.5 is a random ranking. Its 95 % interval is over problems too: the
+pooled AUC is a ratio of per-problem sums (wins over pairs), and its standard error is the ratio
+estimator's, with problems as clusters, so it is computed in closed form and never resampled.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import random
 from pathlib import Path
 
 from prmkit.types import Problem, Solution
-from prmkit.verify import Candidate, group_answers, select
+from prmkit.verify import Candidate, aggregate, group_answers, select
 
 
 def n_values(n_max: int) -> list[int]:
@@ -29,6 +35,57 @@ def n_values(n_max: int) -> list[int]:
         out.append(n)
         n *= 2
     return out + [n_max]
+
+
+def within_problem_auc(problems: dict[str, list[tuple[float, bool]]]) -> dict:
+    """``{auc, ci95, problems, pairs}`` from (solution score, correct) per sample of each problem.
+    Problems with only right or only wrong samples are skipped (``problems`` counts the rest); with no
+    problem left, auc is None, and with one, ci95 is None.
+
+    >>> within_problem_auc({"a": [(3, True), (1, True), (2, False)], "b": [(5, True), (4, False)], "c": [(1, True)]})
+    {'auc': 0.6666666666666666, 'ci95': 0.43555555555555553, 'problems': 2, 'pairs': 3}
+
+    In "a", 3 beats 2 and 1 does not (1 win of 2 pairs); in "b", 5 beats 4 (1 of 1); "c" has no wrong
+    sample. AUC = 2/3. Residuals w - AUC * p: 1 - 4/3 = -1/3 and 1 - 2/3 = 1/3, so the standard error
+    is sqrt(2/1 * (1/9 + 1/9)) / 3 = 2/9, and ci95 = 1.96 * 2/9.
+    """
+    per = []  # (wins, pairs) per problem with both kinds of sample
+    for cands in problems.values():
+        pos = [x for x, ok in cands if ok]
+        neg = [x for x, ok in cands if not ok]
+        if pos and neg:
+            per.append((sum((a > b) + 0.5 * (a == b) for a in pos for b in neg), len(pos) * len(neg)))
+    n, pairs = len(per), sum(p for _, p in per)
+    if not n:
+        return {"auc": None, "ci95": None, "problems": 0, "pairs": 0}
+    auc = sum(w for w, _ in per) / pairs
+    ci95 = None
+    if n > 1:
+        var = n / (n - 1) * sum((w - auc * p) ** 2 for w, p in per)
+        ci95 = 1.96 * math.sqrt(var) / pairs
+    return {"auc": auc, "ci95": ci95, "problems": n, "pairs": pairs}
+
+
+def auc_rows(
+    solutions: list[Solution],
+    scores: dict[str, dict[tuple[str, int], list[float]]],
+    aggregations: dict[str, list[str]],
+) -> list[dict]:
+    """``within_problem_auc`` of every verifier in ``scores`` and each of its aggregations, as rows
+    ``{verifier, aggregation, auc, ci95, problems, pairs}``. A step-less solution scores below every
+    solution with steps, as ``verify.select`` ranks it."""
+    rows = []
+    for name, by_key in scores.items():
+        for how in aggregations[name]:
+            per: dict[str, list[tuple[float, bool]]] = {}
+            for s in solutions:
+                row = by_key.get((s.problem_id, s.sample_id))
+                if row is None:
+                    raise ValueError(f"auc: {name} has no scores for {s.problem_id}/{s.sample_id}")
+                x = aggregate(row, how) if row else -math.inf
+                per.setdefault(s.problem_id, []).append((x, bool(s.correct)))
+            rows.append({"verifier": name, "aggregation": how, **within_problem_auc(per)})
+    return rows
 
 
 def bon_curves(

@@ -3,6 +3,8 @@
 The report states the papers' hypothesis for best-of-N (PRM > ORM > majority voting, the gap growing
 with N) and says whether the run shows it, from the numbers alone: a method "beats" another at N when
 its accuracy is higher by more than the larger of the two 95 % half-intervals, "ties" otherwise.
+Beside best-of-N, a table gives every verifier's within-problem AUC (``evaluate/bon.py``) per split:
+how well it ranks a problem's own samples, which is what best-of-N asks of it.
 """
 
 from __future__ import annotations
@@ -110,6 +112,34 @@ def _generator(split: str, r: dict) -> list[str]:
     ]
 
 
+def _auc(splits: dict[str, dict]) -> list[str]:
+    """One row per verifier and aggregation, the within-problem AUC of each split in its columns."""
+    have = {s: r["within_problem_auc"] for s, r in splits.items() if r.get("within_problem_auc")}
+    if not have:
+        return []
+    cells: dict[str, dict[str, str]] = {}
+    for split, rows in have.items():
+        for row in rows:
+            auc = num(row["auc"]) + ("" if row["ci95"] is None else f" ± {row['ci95']:.3f}")
+            counted = f"{row['problems']} of {splits[split]['problems']}"
+            cells.setdefault(f"{row['verifier']} ({row['aggregation']})", {})[split] = f"{auc} | {counted}"
+    lines = [
+        "## Ranking a problem's own samples",
+        "",
+        "Within-problem AUC: how often a correct sample of a problem outscores a wrong sample of the same"
+        " problem (ties count half), pooled over the pairs of every problem with both right and wrong"
+        " samples; 0.5 is a random ranking. ± is the 95 % interval over problems; problems counts those"
+        " with both kinds of sample. likelihood, when present, is the generator's own mean token"
+        " log-probability, with no training.",
+        "",
+        "| verifier | " + " | ".join(f"{s} AUC | {s} problems" for s in have) + " |",
+        "|---|" + "---|---|" * len(have),
+    ]
+    for name, by_split in cells.items():
+        lines.append(f"| {name} | " + " | ".join(by_split.get(s, "– | –") for s in have) + " |")
+    return [*lines, ""]
+
+
 def _verifiers(info: dict) -> list[str]:
     pool = info["pool"]
     lines = [
@@ -212,6 +242,7 @@ def render_report(report: dict[str, Any]) -> str:
                 f"![best-of-N on the {split} split]({r['bon_png']})",
                 "",
             ]
+    lines += _auc(splits)
     lines += ["## Generator", ""]
     for split, r in splits.items():
         lines += _generator(split, r)

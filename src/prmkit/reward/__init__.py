@@ -2,14 +2,17 @@
 token-level value verifiers (Cobbe et al.), Math-Minos critique pre-training, and their training.
 
 ``load_reward_model(path)`` gives whichever scorer a directory holds (its ``prmkit_reward.json`` says
-which); every one has ``score(questions, steps) -> list[list[float]]``. ``score_solutions`` scores a
-list of sampled solutions into a resumable ``scores.jsonl``, with where the model came from in
-``scores.meta.json``. Code shipped with a model runs only when asked (``trust_remote_code``).
+which), and ``load_reward_model("likelihood:PATH")`` the generator at PATH scoring by its own
+likelihood (``reward/likelihood.py``, no training); every one has ``score(questions, steps) ->
+list[list[float]]``. ``score_solutions`` scores a list of sampled solutions into a resumable
+``scores.jsonl``, with where the model came from in ``scores.meta.json``. Code shipped with a model runs only when asked (``trust_remote_code``).
 """
 
 import json
 from pathlib import Path
 
+from prmkit.reward.likelihood import PREFIX as LIKELIHOOD_PREFIX
+from prmkit.reward.likelihood import LikelihoodScorer
 from prmkit.reward.model import META_FILE, StepRewardModel, format_for_scoring
 from prmkit.reward.value import ValueModel
 
@@ -26,11 +29,22 @@ def load_reward_model(
     backend: str = "hf",
     **kwargs,
 ):
-    """A ``ValueModel`` for a value verifier's directory, else a ``StepRewardModel`` (PRM, ORM, released);
-    with ``backend="vllm"`` a PRM/ORM on vLLM's engine (``reward.vllm.VLLMScorer``). Code shipped with the
-    model runs only with ``trust_remote_code``; ``revision`` pins a hub id."""
+    """A ``LikelihoodScorer`` for ``likelihood:PATH``, a ``ValueModel`` for a value verifier's directory,
+    else a ``StepRewardModel`` (PRM, ORM, released); with ``backend="vllm"`` a PRM/ORM on vLLM's engine
+    (``reward.vllm.VLLMScorer``). Code shipped with the model runs only with ``trust_remote_code``;
+    ``revision`` pins a hub id."""
     if backend not in BACKENDS:
         raise ValueError(f"reward backend: unknown {backend!r}; valid: {', '.join(BACKENDS)}")
+    if str(path_or_id).startswith(LIKELIHOOD_PREFIX):
+        if backend != "hf":
+            raise ValueError(f"{path_or_id}: the likelihood scorer runs on the hf backend only")
+        path = str(path_or_id)[len(LIKELIHOOD_PREFIX) :]
+        unknown = sorted(set(kwargs) - {"dtype", "device", "max_length"})
+        if unknown:
+            raise ValueError(f"{path_or_id}: the likelihood scorer takes no {', '.join(unknown)}")
+        return LikelihoodScorer.from_pretrained(
+            path, trust_remote_code=trust_remote_code, revision=revision, **kwargs
+        )
     meta = Path(path_or_id) / META_FILE
     if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == "value":
         if backend != "hf":
@@ -119,6 +133,8 @@ def score_solutions(
 
 
 __all__ = [
+    "LIKELIHOOD_PREFIX",
+    "LikelihoodScorer",
     "StepRewardModel",
     "ValueModel",
     "format_for_scoring",

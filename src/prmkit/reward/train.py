@@ -10,6 +10,16 @@ Hard labels (Math-Shepherd HE, PRM800K) are the case p in {0, 1}; soft labels (S
 fractions themselves. ``first_error_only`` supervises steps up to and including the first bad one
 (PRM800K's convention); an ORM gets one target, the solution's correctness, at its last tag.
 
+``lm_coef > 0`` adds Cobbe et al.'s auxiliary language-modelling loss on the solution's tokens, read
+from the same forward pass (the logits of the whole vocabulary are computed anyway)::
+
+    loss = classification loss + lm_coef * mean_t CE(logits_{t-1}, x_t)
+
+over the tokens after the prompt, except the tags themselves and the token after each tag, so the
+positions the classifier is read at carry no LM target (their "+"/"-" logits stay the classifier's).
+The helper is the value verifier's (``training.next_token_loss``); ``lm_coef = 0``, the default, is
+the classification loss alone, as before the option existed.
+
 Departures: TRL's PRM trainer casts labels to int (soft labels are lost) and classifies with a
 token-classification head; here the LM head's "+"/"-" rows are the classifier, so the result loads
 as an ordinary causal LM and scores like released Math-Shepherd PRMs. Steps with no label (None, e.g.
@@ -39,6 +49,7 @@ class RewardConfig:
     init: str = ""  # model to start from; "" = the generator path the caller passes
     label: str = "hard"
     first_error_only: bool = False
+    lm_coef: float = 0.0  # weight of the auxiliary LM loss on the solution tokens (Cobbe et al.); 0 = off
     lr: float = 5e-4
     epochs: float = 1.0
     max_steps: int = -1  # overrides epochs when > 0
@@ -57,6 +68,8 @@ class RewardConfig:
             raise ValueError(f"kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
         if self.label not in LABELS:
             raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
+        if not self.lm_coef >= 0:
+            raise ValueError(f"{self.kind}.lm_coef must be >= 0, got {self.lm_coef}")
         check_training(self, self.kind)
 
 
@@ -143,9 +156,12 @@ def build_examples(
     """Token rows with the supervised tag positions and their targets; skipped records are dropped.
 
     Each row: ``input_ids``, ``attention_mask``, ``tag_positions`` (indices of supervised tags),
-    ``targets`` (P(good) per listed tag), ``problem_id``. Tags cut by ``max_length`` are dropped,
+    ``targets`` (P(good) per listed tag), ``problem_id``, and with ``cfg.lm_coef > 0`` ``lm_mask``
+    (1 at the tokens the LM loss predicts: ``lm_targets``). Tags cut by ``max_length`` are dropped,
     and a row left with no supervised tag is dropped too.
     """
+    from prmkit.models import format_prompt
+
     tag_id = tokenizer.convert_tokens_to_ids(tag)
     rows = []
     for rec in labels:
@@ -164,16 +180,30 @@ def build_examples(
         ids = ids[: cfg.max_length]
         kept = [(t, y) for t, y in zip(tags, targets, strict=True) if y is not None and t < len(ids)]
         if kept:
-            rows.append(
-                {
-                    "input_ids": ids,
-                    "attention_mask": [1] * len(ids),
-                    "tag_positions": [t for t, _ in kept],
-                    "targets": [y for _, y in kept],
-                    "problem_id": rec.problem_id,
-                }
-            )
+            row = {
+                "input_ids": ids,
+                "attention_mask": [1] * len(ids),
+                "tag_positions": [t for t, _ in kept],
+                "targets": [y for _, y in kept],
+                "problem_id": rec.problem_id,
+            }
+            if cfg.lm_coef > 0:
+                n_prompt = len(tokenizer(format_prompt(problems[rec.problem_id].question))["input_ids"])
+                row["lm_mask"] = lm_targets(ids, n_prompt, tag_id)
+            rows.append(row)
     return rows
+
+
+def lm_targets(ids: list[int], n_prompt: int, tag_id: int) -> list[int]:
+    """1 at the tokens the auxiliary LM loss predicts: the solution's (after the prompt), except each
+    tag and the token after it, which the tag's position (the classifier's) would predict.
+
+    >>> lm_targets([5, 6, 7, 8, 99, 9, 7, 99, 9], n_prompt=2, tag_id=99)
+    [0, 0, 1, 1, 0, 0, 1, 0, 0]
+    """
+    return [
+        int(t >= n_prompt and x != tag_id and (t == 0 or ids[t - 1] != tag_id)) for t, x in enumerate(ids)
+    ]
 
 
 def soft_label_loss(logits, targets):
@@ -186,7 +216,8 @@ def soft_label_loss(logits, targets):
 
 
 def collate(features: list[dict[str, Any]], pad_id: int):
-    """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere."""
+    """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere; and, when
+    the rows have one (``lm_coef > 0``), the boolean ``lm_mask`` (B, T) of the LM loss's tokens."""
     import torch
 
     width = max(len(f["input_ids"]) for f in features)
@@ -198,7 +229,13 @@ def collate(features: list[dict[str, Any]], pad_id: int):
         ids[b, :n] = torch.tensor(f["input_ids"])
         mask[b, :n] = 1
         labels[b, f["tag_positions"]] = torch.tensor(f["targets"], dtype=torch.float)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if "lm_mask" in features[0]:
+        lm = torch.zeros((len(features), width), dtype=torch.bool)
+        for b, f in enumerate(features):
+            lm[b, : len(f["lm_mask"])] = torch.tensor(f["lm_mask"], dtype=torch.bool)
+        batch["lm_mask"] = lm
+    return batch
 
 
 def step_metrics(eval_pred) -> dict[str, float]:
@@ -247,6 +284,7 @@ def train_reward(
     )
     trainer = make_trainer(
         rm.label_ids,
+        cfg.lm_coef,
         model=rm.model,
         args=args,
         train_dataset=datasets.Dataset.from_list(train_rows),
@@ -262,6 +300,7 @@ def train_reward(
         extra = {
             "label": cfg.label,
             "first_error_only": cfg.first_error_only,
+            "lm_coef": cfg.lm_coef,
             "eval": metrics,
             "init": rm.source,
         }
@@ -270,16 +309,32 @@ def train_reward(
     return train_and_save(trainer, out_dir, save, evaluate=bool(eval_rows))  # "config.json exists": finished
 
 
-def make_trainer(label_ids: list[int], **kw: Any):
-    """A ``transformers.Trainer`` whose loss is ``soft_label_loss`` at the tags (built lazily: the
-    import is heavy); its eval predictions are P(good) per position, (B, T)."""
+def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):
+    """(loss, label logits (B, T, 2)) of a batch from ``collate``, in one forward pass:
+    ``soft_label_loss`` at the tags, plus ``lm_coef`` times the LM loss at ``inputs["lm_mask"]``."""
+    from prmkit.training import next_token_loss
+
+    inputs = dict(inputs)
+    targets, lm_mask = inputs.pop("labels"), inputs.pop("lm_mask", None)  # (B, T), (B, T)
+    if lm_coef == 0:  # the classification loss alone: nothing else is computed
+        logits = model(**inputs, use_cache=False).logits[..., label_ids]  # (B, T, 2)
+        return soft_label_loss(logits, targets), logits
+    if lm_mask is None:
+        raise ValueError("reward: lm_coef > 0 needs rows built with it (build_examples adds lm_mask)")
+    full = model(**inputs, use_cache=False).logits  # (B, T, V)
+    logits = full[..., label_ids]  # (B, T, 2)
+    lm = next_token_loss(full, inputs["input_ids"], lm_mask[:, 1:])
+    return soft_label_loss(logits, targets) + lm_coef * lm, logits
+
+
+def make_trainer(label_ids: list[int], lm_coef: float = 0.0, **kw: Any):
+    """A ``transformers.Trainer`` whose loss is ``reward_loss`` (built lazily: the import is heavy);
+    its eval predictions are P(good) per position, (B, T)."""
     from transformers import Trainer
 
     class RewardTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            targets = inputs.pop("labels")  # (B, T)
-            logits = model(**inputs, use_cache=False).logits[..., label_ids]  # (B, T, 2)
-            loss = soft_label_loss(logits, targets)
+            loss, logits = reward_loss(model, inputs, label_ids, lm_coef)
             return (loss, {"p_good": logits.detach().float().softmax(-1)[..., 0]}) if return_outputs else loss
 
     return RewardTrainer(**kw)

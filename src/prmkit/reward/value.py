@@ -34,7 +34,7 @@ from typing import Any
 
 from prmkit.models import format_prompt
 from prmkit.reward.model import META_FILE, write_meta
-from prmkit.training import check_training
+from prmkit.training import check_training, next_token_loss
 from prmkit.types import Problem, Solution, StepLabels
 
 HEADS = ("token", "last")
@@ -93,8 +93,7 @@ def value_loss(values_logit, lm_logits, input_ids, targets, lm_coef: float):
         return bce
     # token t is predicted from position t-1; the LM mask is the value mask of the whole solution span
     lm_mask = mask[:, 1:] | (targets[:, 1:] == -1)  # (B, T-1)
-    nll = F.cross_entropy(lm_logits[:, :-1].float()[lm_mask], input_ids[:, 1:][lm_mask])
-    return bce + lm_coef * nll
+    return bce + lm_coef * next_token_loss(lm_logits, input_ids, lm_mask)
 
 
 def attach_head(lm, resid_dropout: float | None = None):
