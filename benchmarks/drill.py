@@ -73,8 +73,8 @@ class Stage:
         return [sys.executable, "-m", "prmkit.cli", *(a.replace("{out}", str(out)) for a in self.args)]
 
 
-def stages(prep: Path, reward_stage: dict[str, str]) -> list[Stage]:
-    """The drilled commands; ``reward_stage`` names the recipe stage ``train prm/orm`` read."""
+def stages(prep: Path) -> list[Stage]:
+    """The drilled commands."""
     p = str(prep)
     world = ["--problems", p, "--split", "train"]
     return [
@@ -85,9 +85,9 @@ def stages(prep: Path, reward_stage: dict[str, str]) -> list[Stage]:
                            *world, "--limit", "160", "--out", "{out}/labels.jsonl", "--recipe", QUICK,
                            *_sets("annotate.chunk=8", "annotate.seed=0")]),
         Stage("train prm", ["train", "prm", "--labels", f"{p}/labels.jsonl", *world, "--out", "{out}/prm",
-                            "--recipe", QUICK, *_train_sets(reward_stage["prm"])]),
+                            "--recipe", QUICK, *_train_sets("prm")]),
         Stage("train orm", ["train", "orm", "--samples", f"{p}/samples.jsonl", *world, "--out", "{out}/orm",
-                            "--recipe", QUICK, *_train_sets(reward_stage["orm"])]),
+                            "--recipe", QUICK, *_train_sets("orm")]),
         Stage("train value", ["train", "value", "--samples", f"{p}/samples.jsonl", *world,
                               "--out", "{out}/value", "--recipe", QUICK, *_train_sets("value")]),
         Stage("score", ["score", "--model", f"{p}/prm", "--samples", f"{p}/samples.jsonl", *world,
@@ -322,7 +322,7 @@ def compare(ref: Path, got: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the drill
 
 
-def prepare(prep: Path, log: Path, reward_stage: dict[str, str]) -> float:
+def prepare(prep: Path, log: Path) -> float:
     """The inputs every drilled command reads (each command skips what it finished before)."""
     t0 = time.perf_counter()
     p = str(prep)
@@ -335,7 +335,7 @@ def prepare(prep: Path, log: Path, reward_stage: dict[str, str]) -> float:
         ["annotate", "--model", f"{p}/generator", "--samples", f"{p}/samples.jsonl", *world, "--limit", "160",
          "--out", f"{p}/labels.jsonl", "--recipe", QUICK, *_sets("annotate.chunk=8")],
         ["train", "prm", "--labels", f"{p}/labels.jsonl", *world, "--out", f"{p}/prm", "--recipe", QUICK,
-         *_train_sets(reward_stage["prm"])],
+         *_train_sets("prm")],
     ]  # fmt: skip
     for args in steps:
         rc, _, _ = run([sys.executable, "-m", "prmkit.cli", *args], log)
@@ -344,26 +344,6 @@ def prepare(prep: Path, log: Path, reward_stage: dict[str, str]) -> float:
                 f"drill: preparing inputs failed: prmkit {' '.join(args[:2])}: {last_lines(log)}"
             )
     return time.perf_counter() - t0
-
-
-def reward_stages(work: Path) -> dict[str, str]:
-    """The recipe stage ``train prm`` / ``train orm`` read their settings from: ``prm``/``orm`` where the
-    command refuses the old shared name ``reward``, else ``reward``."""
-    log = work / "probe.log"
-    args = [
-        "train",
-        "prm",
-        "--labels",
-        str(work / "none.jsonl"),
-        "--problems",
-        str(work),
-        "--out",
-        str(work / "x"),
-    ]
-    run([sys.executable, "-m", "prmkit.cli", *args, "--set", "reward.max_steps=1"], log)
-    if "unknown stage" in log.read_text(errors="replace"):
-        return {"prm": "prm", "orm": "orm"}
-    return {"prm": "reward", "orm": "reward"}
 
 
 @dataclass
@@ -460,12 +440,11 @@ def main() -> None:
     t0 = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
     prep = args.work / "prep"
-    reward_stage = reward_stages(args.work)
-    prep_seconds = prepare(prep, args.work / "prep.log", reward_stage)
+    prep_seconds = prepare(prep, args.work / "prep.log")
     rng = random.Random(args.seed)
     chosen = [s.strip() for s in args.stages.split(",") if s.strip()]
     reports = {}
-    for stage in stages(prep, reward_stage):
+    for stage in stages(prep):
         if chosen and stage.name not in chosen:
             continue
         rep = drill_stage(stage, args.work, args.kills_per_stage, rng, args.stage_budget)
