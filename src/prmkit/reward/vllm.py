@@ -79,8 +79,11 @@ class VLLMScorer:
             dtype=dtype,
             runner="pooling",
             convert="classify",
-            hf_overrides={"classifier_from_token": [good, bad], "method": "from_2_way_softmax"},
-            pooler_config=PoolerConfig(tok_pooling_type="ALL", use_activation=True),
+            hf_overrides={
+                "classifier_from_token": [bad, good],
+                "method": "from_2_way_softmax",
+            },  # (false, true)
+            pooler_config=PoolerConfig(task="token_classify", tok_pooling_type="ALL", use_activation=True),
             max_model_len=rm.max_length,
             **engine_args,
         )
