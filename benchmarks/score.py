@@ -26,7 +26,8 @@ from prmkit.types import Problem, Solution
 def per_prefix(rm: StepRewardModel, question: str, steps: list[str]) -> list[float]:
     out = []
     for k in range(1, len(steps) + 1):
-        ids, tags = rm.encode(question, steps[:k])
+        enc = rm.encode(question, steps[:k])
+        ids, tags = enc.ids, enc.positions
         with torch.no_grad():
             logits = rm.model(input_ids=torch.tensor([ids])).logits[0, tags[-1]]
         out.append(float(logits[rm.label_ids].float().softmax(-1)[0]))

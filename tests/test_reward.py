@@ -161,7 +161,7 @@ def test_truncation_gives_nan_and_warns(world):
     p = problems[0]
     steps = split_steps(p.solution)
     rm = StepRewardModel(new_model(tok, "test"), tok)
-    _, tags = rm.encode(p.question, steps)
+    tags = rm.encode(p.question, steps).positions
     rm.max_length = tags[0] + 1
     with pytest.warns(UserWarning, match="1 of 2 solutions"):
         scores = rm.score([p.question, "q"], [steps, ["1"]])

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from prmkit.models import format_prompt, load_causal_lm, new_model
+from prmkit.reward.scoring import encode_solution
 from prmkit.reward.value import (
     HEAD_FILE,
     ValueConfig,
@@ -13,7 +14,6 @@ from prmkit.reward.value import (
     attach_head,
     build_value_examples,
     collate_values,
-    encode_steps,
     forward_values,
     train_value,
     value_loss,
@@ -86,7 +86,8 @@ def test_score_is_one_pass_and_matches_a_full_forward(world, tmp_path):
     hook.remove()
     assert len(calls) == 1 and [len(s) for s in scores] == [len(s) for s in steps]
     for q, ss, got in zip(qs, steps, scores, strict=True):
-        ids, _, ends = encode_steps(tok, q, ss)
+        enc = encode_solution(tok, q, ss)
+        ids, ends = enc.ids, enc.positions
         x = torch.tensor([ids])
         with torch.no_grad():
             v = forward_values(vm.lm, x, torch.ones_like(x))[0][0].sigmoid()

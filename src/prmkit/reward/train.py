@@ -1,6 +1,6 @@
 """Training a PRM or ORM on step labels (Math-Shepherd, PRM800K) through ``transformers.Trainer``.
 
-Each labelled solution becomes ``format_for_scoring(question, steps)`` with a target in [0, 1] at
+Each labelled solution becomes ``scoring.encode_solution(tokenizer, question, steps, tag)`` with a target in [0, 1] at
 every supervised tag. The loss reads the logits of the two label tokens ("+", "-") at the tags,
 log-softmaxes them and takes the cross-entropy against the soft target (p for "+", 1 - p for "-"):
 
@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.models import STEP_TAG
-from prmkit.reward.model import KINDS, StepRewardModel, format_for_scoring, write_meta
+from prmkit.reward.model import KINDS, StepRewardModel, write_meta
+from prmkit.reward.scoring import encode_solution
 from prmkit.training import check_training, train_and_save, training_args
 from prmkit.types import Problem, Solution, StepLabels
 
@@ -160,8 +161,6 @@ def build_examples(
     (1 at the tokens the LM loss predicts: ``lm_targets``). Tags cut by ``max_length`` are dropped,
     and a row left with no supervised tag is dropped too.
     """
-    from prmkit.models import format_prompt
-
     tag_id = tokenizer.convert_tokens_to_ids(tag)
     rows = []
     for rec in labels:
@@ -170,15 +169,12 @@ def build_examples(
         targets = step_targets(rec, cfg)
         if rec.problem_id not in problems:
             raise ValueError(f"reward: labels of {rec.problem_id}/{rec.sample_id} name an unknown problem")
-        text = format_for_scoring(problems[rec.problem_id].question, rec.steps, tag)
-        ids = tokenizer(text)["input_ids"]
-        tags = [i for i, t in enumerate(ids) if t == tag_id]
-        if len(tags) != len(rec.steps):
-            raise ValueError(
-                f"reward: {rec.problem_id}/{rec.sample_id}: {len(tags)} tags for {len(rec.steps)} steps"
-            )
-        ids = ids[: cfg.max_length]
-        kept = [(t, y) for t, y in zip(tags, targets, strict=True) if y is not None and t < len(ids)]
+        try:
+            enc = encode_solution(tokenizer, problems[rec.problem_id].question, rec.steps, tag, tag_id=tag_id)
+        except ValueError as e:
+            raise ValueError(f"reward: {rec.problem_id}/{rec.sample_id}: {e}") from None
+        ids = enc.ids[: cfg.max_length]
+        kept = [(t, y) for t, y in zip(enc.positions, targets, strict=True) if y is not None and t < len(ids)]
         if kept:
             row = {
                 "input_ids": ids,
@@ -188,8 +184,7 @@ def build_examples(
                 "problem_id": rec.problem_id,
             }
             if cfg.lm_coef > 0:
-                n_prompt = len(tokenizer(format_prompt(problems[rec.problem_id].question))["input_ids"])
-                row["lm_mask"] = lm_targets(ids, n_prompt, tag_id)
+                row["lm_mask"] = lm_targets(ids, enc.n_prompt, tag_id)
             rows.append(row)
     return rows
 

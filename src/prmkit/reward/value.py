@@ -9,8 +9,8 @@ over the solution's tokens (never the prompt's), where y is the solution's corre
 supervises the value only at the last token: the paper's solution-level verifier, which it found
 worse than the token-level one. The LM loss is the paper's auxiliary objective (on, coefficient 1).
 
-Step boundaries. A solution is tokenised piece by piece: ``format_prompt(question)``, then each step
-followed by "\\n", each piece on its own, and the ids concatenated. The pieces are what the model is
+Step boundaries. A solution is tokenised piece by piece (``scoring.encode_solution`` without a tag):
+``format_prompt(question)``, then each step followed by "\\n", each piece on its own, and the ids concatenated. The pieces are what the model is
 trained and scored on, so the value of step i is read at the last token of piece i (its "\\n") and
 all steps of a solution are scored in one forward pass, like ``StepRewardModel``; no step tag is used.
 
@@ -27,13 +27,12 @@ final directory holds the plain LM plus ``value_head.safetensors`` and ``prmkit_
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prmkit.models import format_prompt
 from prmkit.reward.model import META_FILE, write_meta
+from prmkit.reward.scoring import check_lengths, encode_solution, read_at, score_encoded
 from prmkit.training import check_training, next_token_loss
 from prmkit.types import Problem, Solution, StepLabels
 
@@ -68,16 +67,6 @@ class ValueConfig:
         if self.lm_coef < 0 or not 0 <= self.resid_dropout < 1:
             raise ValueError("value: lm_coef must be >= 0 and resid_dropout in [0, 1)")
         check_training(self, "value")
-
-
-def encode_steps(tokenizer, question: str, steps: list[str]) -> tuple[list[int], int, list[int]]:
-    """(ids, prompt length, last-token index of each step): prompt and ``step + "\\n"`` pieces."""
-    ids = tokenizer(format_prompt(question))["input_ids"]
-    n_prompt, ends = len(ids), []
-    for step in steps:
-        ids = ids + tokenizer(step + "\n", add_special_tokens=False)["input_ids"]
-        ends.append(len(ids) - 1)
-    return ids, n_prompt, ends
 
 
 def value_loss(values_logit, lm_logits, input_ids, targets, lm_coef: float):
@@ -175,30 +164,19 @@ class ValueModel:
 
     def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
         """P(correct) at the end of each step, in input order; ``nan`` for steps cut by ``max_length``."""
-        import torch
 
-        if len(questions) != len(steps):
-            raise ValueError(f"value: {len(questions)} questions but {len(steps)} step lists")
-        encoded = [encode_steps(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)]
-        n_cut = sum(len(ids) > self.max_length for ids, _, _ in encoded)
-        if n_cut:
-            warnings.warn(f"value: {n_cut} of {len(encoded)} solutions truncated to {self.max_length} tokens",
-                          stacklevel=2)  # fmt: skip
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-        results: list[list[float]] = [[] for _ in encoded]
-        device, pad = next(self.lm.parameters()).device, self.tokenizer.pad_token_id
+        check_lengths("value", questions, steps)
         self.lm.eval()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            rows = [encoded[i][0][: self.max_length] for i in idx]
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)  # right padding
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            with torch.no_grad():
-                v = forward_values(self.lm, ids, mask)[0].float().sigmoid().cpu()  # (B, T)
-            for b, i in enumerate(idx):
-                results[i] = [float(v[b, e]) if e < self.max_length else math.nan for e in encoded[i][2]]
-        return results
+        return score_encoded(
+            [encode_solution(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)],
+            lambda ids, mask: forward_values(self.lm, ids, mask)[0].float().sigmoid(),  # (B, T)
+            read_at,
+            max_length=self.max_length,
+            pad_id=self.tokenizer.pad_token_id,
+            device=next(self.lm.parameters()).device,
+            batch_size=batch_size,
+            what="value",
+        )
 
 
 def solution_target(rec: Solution | StepLabels) -> bool | None:
@@ -218,8 +196,8 @@ def build_value_examples(
             continue
         if rec.problem_id not in problems:
             raise ValueError(f"value: {rec.problem_id}/{rec.sample_id} names an unknown problem")
-        ids, n_prompt, _ = encode_steps(tokenizer, problems[rec.problem_id].question, rec.steps)
-        ids = ids[: cfg.max_length]
+        enc = encode_solution(tokenizer, problems[rec.problem_id].question, rec.steps)
+        ids, n_prompt = enc.ids[: cfg.max_length], enc.n_prompt
         if len(ids) <= n_prompt:
             continue
         targets = [-100.0] * n_prompt + [float(y)] * (len(ids) - n_prompt)
