@@ -57,7 +57,7 @@ from prmkit.evaluate.processbench import load_predictions, load_processbench
 from prmkit.grading import extract_answer, grade_answer, normalize_number
 from prmkit.io import DataError, open_appender, read_jsonl, read_scores, write_jsonl
 from prmkit.steps import join_steps, split_steps
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Solution, StepLabels, solution_key
 
 TIME_LIMIT_S = 1.0
 # Files go to memory where there is a tmpfs: the readers' examples write a file each.
@@ -385,7 +385,7 @@ def check_readers(example: tuple[str, Any]) -> list[str] | None:
                 _located(e, path)
                 errors.append(type(e).__name__)
         try:
-            writer, _ = open_appender(path, key=lambda r: (r["problem_id"], r["sample_id"]))
+            writer, _ = open_appender(path, key=solution_key)
             writer.close()
         except DataError as e:
             _located(e, path)

@@ -181,7 +181,7 @@ def test_read_scores_checks_types(tmp_path, row, field):
     # An unhashable problem_id raised TypeError; a string of scores went through as a "list".
     path = tmp_path / "scores.jsonl"
     path.write_text(json.dumps(row) + "\n")
-    with pytest.raises(DataError, match=rf"scores.jsonl:1: field '{field}' must be"):
+    with pytest.raises(DataError, match=rf"scores.jsonl:1: Scores: field '{field}' has"):
         read_scores(path)
 
 

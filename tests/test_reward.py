@@ -27,7 +27,7 @@ def _labels(problems, n=12):
         steps = split_steps(p.solution)
         hard = [1] * len(steps) if i % 2 == 0 else [1] + [0] * (len(steps) - 1)
         soft = [0.75 * h for h in hard]
-        out.append(StepLabels(p.id, 0, steps, hard, soft, meta={"final_correct": i % 2 == 0}))
+        out.append(StepLabels(p.id, 0, steps, hard, soft, final_correct=i % 2 == 0))
     return out
 
 
@@ -64,9 +64,7 @@ def test_format_for_scoring_worked_example():
 
 
 def test_step_targets_hard_soft_first_error_orm():
-    r = StepLabels(
-        "p", 3, ["a", "b", "c", "d"], [1, 0, 1, 0], [0.5, 0.25, None, 0.0], meta={"final_correct": True}
-    )
+    r = StepLabels("p", 3, ["a", "b", "c", "d"], [1, 0, 1, 0], [0.5, 0.25, None, 0.0], final_correct=True)
     assert step_targets(r, RewardConfig()) == [1.0, 0.0, 1.0, 0.0]
     assert step_targets(r, RewardConfig(label="soft")) == [0.5, 0.25, None, 0.0]
     assert step_targets(r, RewardConfig(first_error_only=True)) == [1.0, 0.0, None, None]
@@ -97,7 +95,7 @@ def test_build_examples_positions_and_targets(world):
     n = len(steps)
     recs = [
         StepLabels(p.id, 0, steps, [1] * (n - 1) + [0], [0.5] * n),
-        StepLabels(p.id, 1, steps, [None] * n, [None] * n, meta={"skipped": "empty"}),
+        StepLabels(p.id, 1, steps, [None] * n, [None] * n, skipped="empty"),
     ]
     rows = build_examples(recs, {p.id: p}, RewardConfig(label="soft"), tok)
     assert len(rows) == 1  # the skipped record is dropped
@@ -344,12 +342,11 @@ def test_orm_supervised_by_a_prm_via_cli(tmp_path, tiny_model_dir):
 
     problems = [Problem(id="p0", question="Tom has 3 pens?", answer="3")]
     recs = [
-        StepLabels("p0", i, ["He has 3.", "#### 3"], [1, 1], [1.0, 1.0], meta={"final_correct": True})
-        for i in range(4)
+        StepLabels("p0", i, ["He has 3.", "#### 3"], [1, 1], [1.0, 1.0], final_correct=True) for i in range(4)
     ]
     scores = [{"problem_id": "p0", "sample_id": i, "scores": [0.8, 0.1 * i]} for i in range(3)]
     sup = prm_supervised(recs, {(r["problem_id"], r["sample_id"]): r["scores"] for r in scores})
-    assert [r.meta["final_correct"] for r in sup] == [0.0, 0.1, 0.2]  # sample 3 has no PRM score: dropped
+    assert [r.target for r in sup] == [0.0, 0.1, 0.2]  # sample 3 has no PRM score: dropped
     write_jsonl(tmp_path / "p.jsonl", problems)
     write_jsonl(tmp_path / "l.jsonl", recs)
     write_jsonl(tmp_path / "s.jsonl", scores)

@@ -33,7 +33,7 @@ from prmkit.models import format_prompt
 from prmkit.policy import Policy
 from prmkit.sample import check_sampling, output_config
 from prmkit.steps import SEPARATORS, join_steps
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Solution, StepLabels, index_problems, solution_key
 
 STRATEGIES = ("per_step", "early_stop", "binary_search")
 
@@ -178,13 +178,21 @@ def _label_record(sol: Solution, probes: dict[int, Probe], final: int, cfg: Anno
         "probed": [i in probes for i in range(n_steps)],
         "se_complete": complete,
         "first_error": first_error,
-        "final_correct": bool(final),
         "outcomes": [probes[i].outcomes if i in probes else [] for i in range(n_steps)],
         "completion_tokens": [probes[i].tokens if i in probes else [] for i in range(n_steps)],
     }
     if empty:
         meta["empty_completions"] = empty
-    return StepLabels(sol.problem_id, sol.sample_id, list(sol.steps), hard, soft, source="mc", meta=meta)
+    return StepLabels(
+        sol.problem_id,
+        sol.sample_id,
+        list(sol.steps),
+        hard,
+        soft,
+        source="mc",
+        final_correct=bool(final),
+        meta=meta,
+    )
 
 
 def annotate_chunk(
@@ -219,9 +227,7 @@ def annotate_chunk(
 
 def _skip(sol: Solution, reason: str) -> StepLabels:
     n = len(sol.steps)
-    return StepLabels(
-        sol.problem_id, sol.sample_id, list(sol.steps), [None] * n, [None] * n, meta={"skipped": reason}
-    )
+    return StepLabels(sol.problem_id, sol.sample_id, list(sol.steps), [None] * n, [None] * n, skipped=reason)
 
 
 def _normal(text: str) -> str:
@@ -252,7 +258,7 @@ def annotate(
     progress: bool = True,
 ) -> list[StepLabels]:
     """Annotate ``solutions`` into ``out_path`` (append per chunk, resume by solution key)."""
-    by_id = {p.id: p for p in problems}
+    by_id = index_problems(problems)
     todo, n_dupes = select_solutions(solutions, cfg.dedupe)
     todo = todo[:limit] if limit else todo
     # chunks have fixed bounds and one seed each, and a chunk's records go out in one write, so a
@@ -261,7 +267,7 @@ def annotate(
     starts = range(0, len(todo), cfg.chunk)
     units = [[s.key for s in todo[i : i + cfg.chunk]] for i in starts]
     writer, done = open_appender(
-        out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}", units=units,
+        out_path, key=solution_key, units=units,
         config=output_config(policy, cfg),
     )  # fmt: skip
     left = sum(s.key not in done for s in todo)

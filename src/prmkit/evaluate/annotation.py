@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.annotate import STRATEGIES, Bisection, early_stop_rounds
-from prmkit.types import Problem, StepLabels
+from prmkit.types import Problem, StepLabels, index_problems
 from prmkit.world import judge
 
 
@@ -44,7 +44,7 @@ def _early(outcomes: list[int], n: int) -> tuple[int, int]:
 def replay(rec: StepLabels, n: int, strategy: str) -> Replay:
     """Labels and cost of ``strategy`` at ``n`` completions, from a per_step record's outcomes."""
     outcomes, toks = rec.meta["outcomes"], rec.meta["completion_tokens"]
-    last, final = len(rec.steps) - 1, int(rec.meta["final_correct"])
+    last, final = len(rec.steps) - 1, int(bool(rec.final_correct))
     if any(len(o) < n for o in outcomes[:last]):
         raise ValueError(
             f"{rec.problem_id}/{rec.sample_id}: needs a per_step run with at least {n} completions"
@@ -85,8 +85,8 @@ def annotation_quality(
     records: list[StepLabels], problems: list[Problem], ns: tuple[int, ...] = (1, 2, 4, 8, 16)
 ) -> list[dict]:
     """One row per (strategy, N): the metrics of the module docstring."""
-    by_id = {p.id: p for p in problems}
-    recs = [r for r in records if "outcomes" in r.meta and not r.meta.get("skipped")]
+    by_id = index_problems(problems)
+    recs = [r for r in records if "outcomes" in r.meta and not r.skipped]
     if not recs:
         raise ValueError(
             "no per_step records with outcomes to evaluate (run annotate with strategy per_step)"
@@ -96,7 +96,7 @@ def annotation_quality(
     for r in recs:
         if r.problem_id not in by_id:
             raise ValueError(f"labels name problem {r.problem_id}, which is not among the given problems")
-        truths[(r.problem_id, r.sample_id)] = truth_labels(by_id[r.problem_id], r.steps)
+        truths[r.key] = truth_labels(by_id[r.problem_id], r.steps)
     rows = []
     for strategy in STRATEGIES:
         for n in ns:
@@ -107,7 +107,7 @@ def annotation_quality(
             se_bad: list[float] = []
             first_ok = used = tokens = decided = 0
             for r in recs:
-                truth, first = truths[(r.problem_id, r.sample_id)]
+                truth, first = truths[r.key]
                 rep = replay(r, n, strategy)
                 for i in range(len(r.steps) - 1):
                     y, h = truth[i], rep.hard[i]

@@ -39,7 +39,7 @@ from prmkit.models import STEP_TAG
 from prmkit.reward.model import KINDS, StepRewardModel, write_meta
 from prmkit.reward.scoring import encode_solution
 from prmkit.training import check_training, train_and_save, training_args
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Solution, SolutionKey, StepLabels
 
 LABELS = ("hard", "soft")
 
@@ -77,7 +77,7 @@ class RewardConfig:
 def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
     """The target P(good) per step (None = not supervised).
 
-    >>> r = StepLabels("p", 0, ["a", "b", "c"], [1, 0, 1], [0.75, 0.0, 0.5], meta={"final_correct": False})
+    >>> r = StepLabels("p", 0, ["a", "b", "c"], [1, 0, 1], [0.75, 0.0, 0.5], final_correct=False)
     >>> step_targets(r, RewardConfig()), step_targets(r, RewardConfig(label="soft"))
     ([1.0, 0.0, 1.0], [0.75, 0.0, 0.5])
     >>> step_targets(r, RewardConfig(first_error_only=True)), step_targets(r, RewardConfig(kind="orm"))
@@ -90,7 +90,9 @@ def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
             f"{len(rec.soft)} soft values for {n} steps"
         )
     if cfg.kind == "orm":
-        final = rec.meta.get("final_correct", rec.hard[-1] if n else None)
+        final = rec.target if rec.target is not None else rec.final_correct
+        if final is None:
+            final = rec.hard[-1] if n else None
         return [None] * (n - 1) + [None if final is None else float(final)] if n else []
     values = rec.hard if cfg.label == "hard" else rec.soft
     targets = [None if v is None else float(v) for v in values]
@@ -101,12 +103,12 @@ def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
     return targets
 
 
-def prm_supervised(labels: list[StepLabels], scores: dict[tuple[str, int], list[float]]) -> list[StepLabels]:
+def prm_supervised(labels: list[StepLabels], scores: dict[SolutionKey, list[float]]) -> list[StepLabels]:
     """ORM labels from a PRM's step scores (``io.read_scores``): each solution's target is the PRM's min step score (Lightman et al.'s
     "ORM supervised by a large PRM"); solutions the PRM did not score are dropped.
 
-    >>> r = StepLabels("p", 0, ["a", "b"], [1, 1], [1.0, 1.0], meta={"final_correct": True})
-    >>> prm_supervised([r], {("p", 0): [0.9, 0.25]})[0].meta["final_correct"]
+    >>> r = StepLabels("p", 0, ["a", "b"], [1, 1], [1.0, 1.0], final_correct=True)
+    >>> prm_supervised([r], {("p", 0): [0.9, 0.25]})[0].target
     0.25
     """
     import dataclasses
@@ -114,11 +116,9 @@ def prm_supervised(labels: list[StepLabels], scores: dict[tuple[str, int], list[
 
     out = []
     for r in labels:
-        row = scores.get((r.problem_id, r.sample_id))
+        row = scores.get(r.key)
         if row and not any(math.isnan(x) for x in row):
-            out.append(
-                dataclasses.replace(r, meta={**r.meta, "final_correct": min(row), "target": "prm-min"})
-            )
+            out.append(dataclasses.replace(r, target=min(row)))
     if not out:
         raise ValueError("reward: the PRM scores match none of the labelled solutions")
     return out
@@ -130,7 +130,7 @@ def outcome_labels(solutions: list[Solution]) -> list[StepLabels]:
     Ungraded and step-less solutions are dropped.
 
     >>> r = outcome_labels([Solution("p", 0, "a\\nb", ["a", "b"], "3", True)])[0]
-    >>> r.hard, r.meta["final_correct"]
+    >>> r.hard, r.final_correct
     ([None, None], True)
     """
     return [
@@ -140,7 +140,7 @@ def outcome_labels(solutions: list[Solution]) -> list[StepLabels]:
             s.steps,
             [None] * len(s.steps),
             [None] * len(s.steps),
-            meta={"final_correct": bool(s.correct)},
+            final_correct=bool(s.correct),
         )  # fmt: skip
         for s in solutions
         if s.steps and s.correct is not None
@@ -164,7 +164,7 @@ def build_examples(
     tag_id = tokenizer.convert_tokens_to_ids(tag)
     rows = []
     for rec in labels:
-        if rec.meta.get("skipped"):
+        if rec.skipped:
             continue
         targets = step_targets(rec, cfg)
         if rec.problem_id not in problems:

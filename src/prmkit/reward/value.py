@@ -180,8 +180,8 @@ class ValueModel:
 
 
 def solution_target(rec: Solution | StepLabels) -> bool | None:
-    """The solution's correctness: ``Solution.correct`` or ``StepLabels.meta["final_correct"]``."""
-    return rec.correct if isinstance(rec, Solution) else rec.meta.get("final_correct")
+    """The solution's correctness: ``Solution.correct`` or ``StepLabels.final_correct``."""
+    return rec.correct if isinstance(rec, Solution) else rec.final_correct
 
 
 def build_value_examples(
