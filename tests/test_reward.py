@@ -10,7 +10,7 @@ from prmkit.reward import StepRewardModel, format_for_scoring
 from prmkit.reward.train import (
     RewardConfig,
     build_examples,
-    collate,
+    collate_rewards,
     make_trainer,
     reward_loss,
     soft_label_loss,
@@ -53,7 +53,7 @@ def _trainer(model, rm, rows, tok, lm_coef, out, steps=3):
         model=model,
         args=args,
         train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=lambda fs: collate(fs, tok.pad_token_id),
+        data_collator=lambda fs: collate_rewards(fs, tok.pad_token_id),
     )
 
 
@@ -110,7 +110,7 @@ def test_build_examples_positions_and_targets(world):
         cut["tag_positions"] == row["tag_positions"][:2]
         and len(cut["input_ids"]) == cut["tag_positions"][1] + 1
     )
-    batch = collate([row, cut], tok.pad_token_id)
+    batch = collate_rewards([row, cut], tok.pad_token_id)
     assert batch["labels"][0, row["tag_positions"]].tolist() == [0.5] * n
     assert (batch["labels"] >= 0).sum().item() == n + 2
 
@@ -192,7 +192,7 @@ def test_training_changes_parameters(world, tmp_path):
         model=model,
         args=args,
         train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=lambda fs: collate(fs, tok.pad_token_id),
+        data_collator=lambda fs: collate_rewards(fs, tok.pad_token_id),
     )
     trainer.train()
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -205,7 +205,7 @@ def test_lm_rows_mask_the_prompt_and_the_tags(world):
     rec = StepLabels(p.id, 0, steps, [1] * len(steps), [1.0] * len(steps))
     (plain,) = build_examples([rec], {p.id: p}, RewardConfig(), tok)
     (row,) = build_examples([rec], {p.id: p}, RewardConfig(lm_coef=1.0), tok)
-    assert "lm_mask" not in plain and "lm_mask" not in collate([plain], tok.pad_token_id)
+    assert "lm_mask" not in plain and "lm_mask" not in collate_rewards([plain], tok.pad_token_id)
     assert {k: v for k, v in row.items() if k != "lm_mask"} == plain  # the rest of the row is unchanged
     ids, lm = row["input_ids"], row["lm_mask"]
     n_prompt = len(tok(format_for_scoring(p.question, []))["input_ids"])
@@ -215,7 +215,7 @@ def test_lm_rows_mask_the_prompt_and_the_tags(world):
         assert ids[t] == tag_id and lm[t] == 0 and (t + 1 == len(ids) or lm[t + 1] == 0)
     # every other solution token is: the steps' own tokens and the space before each tag
     assert sum(lm) == len(ids) - n_prompt - 2 * len(steps)
-    batch = collate([row, plain | {"lm_mask": [0] * len(plain["input_ids"])}], tok.pad_token_id)
+    batch = collate_rewards([row, plain | {"lm_mask": [0] * len(plain["input_ids"])}], tok.pad_token_id)
     assert batch["lm_mask"].dtype == torch.bool and batch["lm_mask"][0].tolist() == [bool(x) for x in lm]
 
 
@@ -226,7 +226,7 @@ def test_lm_coef_zero_is_the_classification_loss_exactly(world):
     model = new_model(tok, "test", seed=2)
     rm = StepRewardModel(model, tok)
     rows = build_examples(_labels(problems, 4), {p.id: p for p in problems}, RewardConfig(lm_coef=1.0), tok)
-    batch = collate(rows, tok.pad_token_id)
+    batch = collate_rewards(rows, tok.pad_token_id)
     with torch.no_grad():
         full = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
@@ -249,7 +249,7 @@ def test_lm_coef_keeps_the_language_model(world, tmp_path):
 
     problems, tok = world
     rows = build_examples(_labels(problems), {p.id: p for p in problems}, RewardConfig(lm_coef=1.0), tok)
-    batch = collate(rows, tok.pad_token_id)
+    batch = collate_rewards(rows, tok.pad_token_id)
     after = {}
     for coef in (0.0, 1.0):
         model = new_model(tok, "test", seed=0)

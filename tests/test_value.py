@@ -16,7 +16,7 @@ from prmkit.reward.value import (
     collate_values,
     forward_values,
     train_value,
-    value_loss,
+    verifier_loss,
 )
 from prmkit.steps import split_steps
 from prmkit.types import Solution
@@ -47,16 +47,16 @@ def test_value_loss_hand_computed():
     bce = (-math.log(1 / (1 + math.exp(-1.0))) - math.log(1 / (1 + math.exp(2.0)))) / 2
     # token 1 from position 0 (logits [1, 0]), token 2 = id 0 from position 1 (logits [0, 2])
     nll = (-(0.0 - math.log(math.e + 1)) - (0.0 - math.log(1 + math.exp(2.0)))) / 2
-    assert value_loss(v, lm, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
-    assert value_loss(v, lm, ids, targets, 0.5).item() == pytest.approx(bce + 0.5 * nll, abs=1e-6)
+    assert verifier_loss(v, lm, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
+    assert verifier_loss(v, lm, ids, targets, 0.5).item() == pytest.approx(bce + 0.5 * nll, abs=1e-6)
     # the prompt's value and logits are not in the loss
     v2, lm2 = v.clone(), lm.clone()
     v2[0, 0], lm2[0, 2] = -9.0, torch.tensor([0.0, 7.0])
-    assert value_loss(v2, lm2, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
+    assert verifier_loss(v2, lm2, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
     # "last": the value only at the last token (-1 = LM loss only), the LM loss unchanged
     last = torch.tensor([[-100.0, -1.0, 1.0]])
     bce_last = -math.log(1 / (1 + math.exp(2.0)))
-    assert value_loss(v, lm, ids, last, 1.0).item() == pytest.approx(bce_last + nll, abs=1e-6)
+    assert verifier_loss(v, lm, ids, last, 1.0).item() == pytest.approx(bce_last + nll, abs=1e-6)
 
 
 def test_examples_mask_the_prompt_and_last_head(world):

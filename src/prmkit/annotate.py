@@ -35,7 +35,7 @@ from prmkit.sample import check_sampling, output_config
 from prmkit.steps import SEPARATORS, join_steps
 from prmkit.types import Problem, Solution, StepLabels, index_problems, solution_key
 
-STRATEGIES = ("per_step", "early_stop", "binary_search")
+ANNOTATION_STRATEGIES = ("per_step", "early_stop", "binary_search")
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,10 @@ class AnnotateConfig:
     revision: str | None = None  # pin the completer's hub id to a branch, tag or commit
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"annotate.strategy: unknown {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.strategy not in ANNOTATION_STRATEGIES:
+            raise ValueError(
+                f"annotate.strategy: unknown {self.strategy!r}; valid: {', '.join(ANNOTATION_STRATEGIES)}"
+            )
         check_sampling(self, "annotate")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit.annotate import STRATEGIES, Bisection, early_stop_rounds
+from prmkit.annotate import ANNOTATION_STRATEGIES, Bisection, early_stop_rounds
 from prmkit.types import Problem, StepLabels, index_problems
 from prmkit.world import judge
 
@@ -70,7 +70,7 @@ def replay(rec: StepLabels, n: int, strategy: str) -> Replay:
             search.update(bool(h))
         hard = [int(i < search.hi) for i in range(last + 1)]
     else:
-        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(ANNOTATION_STRATEGIES)}")
     return Replay(hard, soft, used, tokens)
 
 
@@ -98,7 +98,7 @@ def annotation_quality(
             raise ValueError(f"labels name problem {r.problem_id}, which is not among the given problems")
         truths[r.key] = truth_labels(by_id[r.problem_id], r.steps)
     rows = []
-    for strategy in STRATEGIES:
+    for strategy in ANNOTATION_STRATEGIES:
         for n in ns:
             if n > n_max:
                 continue
@@ -169,7 +169,7 @@ def plot_quality(rows: list[dict], path: str | Path) -> None:
         ("completions_per_step", "completions per step"),
     ]
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for strategy in STRATEGIES:
+        for strategy in ANNOTATION_STRATEGIES:
             pts = [(r["n"], r[key]) for r in rows if r["strategy"] == strategy]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=strategy)

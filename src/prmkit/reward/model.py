@@ -29,7 +29,7 @@ from prmkit.reward.formats import PRMFormat, format_for_scoring, get_format  # n
 from prmkit.reward.scoring import Encoded, check_lengths, read_at, score_encoded
 
 META_FILE = "prmkit_reward.json"
-KINDS = ("prm", "orm")
+REWARD_KINDS = ("prm", "orm")
 
 
 def single_token_id(tokenizer, text: str, what: str) -> int:
@@ -76,8 +76,8 @@ class StepRewardModel:
         max_length: int | None = None,
         format: str = "prmkit",
     ):
-        if kind not in KINDS:
-            raise ValueError(f"reward kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind not in REWARD_KINDS:
+            raise ValueError(f"reward kind must be one of {', '.join(REWARD_KINDS)}, got {kind!r}")
         self.fmt: PRMFormat = get_format(format)
         self.model, self.tokenizer, self.kind, self.tag = model, tokenizer, kind, tag or self.fmt.tag
         self.good, self.bad = good, bad

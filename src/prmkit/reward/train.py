@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.models import STEP_TAG
-from prmkit.reward.model import KINDS, StepRewardModel, write_meta
+from prmkit.reward.model import REWARD_KINDS, StepRewardModel, write_meta
 from prmkit.reward.scoring import encode_solution
 from prmkit.training import check_training, train_and_save, training_args
 from prmkit.types import Problem, Solution, SolutionKey, StepLabels
 
-LABELS = ("hard", "soft")
+LABEL_TYPES = ("hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ class RewardConfig:
     revision: str | None = None  # pin the init model's hub id to a branch, tag or commit
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
-        if self.label not in LABELS:
-            raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
+        if self.kind not in REWARD_KINDS:
+            raise ValueError(f"kind: unknown {self.kind!r}; valid: {', '.join(REWARD_KINDS)}")
+        if self.label not in LABEL_TYPES:
+            raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABEL_TYPES)}")
         if not self.lm_coef >= 0:
             raise ValueError(f"{self.kind}.lm_coef must be >= 0, got {self.lm_coef}")
         check_training(self, self.kind)
@@ -210,7 +210,7 @@ def soft_label_loss(logits, targets):
     return nll.mean() if nll.numel() else logits.sum() * 0.0
 
 
-def collate(features: list[dict[str, Any]], pad_id: int):
+def collate_rewards(features: list[dict[str, Any]], pad_id: int):
     """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere; and, when
     the rows have one (``lm_coef > 0``), the boolean ``lm_mask`` (B, T) of the LM loss's tokens."""
     import torch
@@ -284,7 +284,7 @@ def train_reward(
         args=args,
         train_dataset=datasets.Dataset.from_list(train_rows),
         eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
-        data_collator=lambda fs: collate(fs, rm.tokenizer.pad_token_id),
+        data_collator=lambda fs: collate_rewards(fs, rm.tokenizer.pad_token_id),
         processing_class=rm.tokenizer,
         compute_metrics=step_metrics,
     )
@@ -305,7 +305,7 @@ def train_reward(
 
 
 def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):
-    """(loss, label logits (B, T, 2)) of a batch from ``collate``, in one forward pass:
+    """(loss, label logits (B, T, 2)) of a batch from ``collate_rewards``, in one forward pass:
     ``soft_label_loss`` at the tags, plus ``lm_coef`` times the LM loss at ``inputs["lm_mask"]``."""
     from prmkit.training import next_token_loss
 

@@ -69,7 +69,7 @@ class ValueConfig:
         check_training(self, "value")
 
 
-def value_loss(values_logit, lm_logits, input_ids, targets, lm_coef: float):
+def verifier_loss(values_logit, lm_logits, input_ids, targets, lm_coef: float):
     """BCE of (B, T) value logits against ``targets`` (B, T; < 0 = unsupervised) plus ``lm_coef`` times
     the next-token CE of (B, T, V) ``lm_logits`` at the supervised positions' successors."""
     import torch.nn.functional as F
@@ -242,7 +242,7 @@ def make_value_trainer(lm_coef: float, **kw: Any):
             targets = inputs.pop("value_targets")  # (B, T)
             lm = getattr(model, "module", model)
             v, logits = forward_values(lm, inputs["input_ids"], inputs["attention_mask"], lm_coef > 0)
-            loss = value_loss(v, logits, inputs["input_ids"], targets, lm_coef)
+            loss = verifier_loss(v, logits, inputs["input_ids"], targets, lm_coef)
             return (loss, {"values": v.detach().float().sigmoid()}) if return_outputs else loss
 
     return ValueTrainer(**kw)
