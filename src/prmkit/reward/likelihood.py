@@ -82,7 +82,6 @@ class LikelihoodScorer:
 
     def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
         """Per step, exp(mean log-prob) of the solution so far, in input order; ``nan`` for cut steps."""
-
         check_lengths("likelihood", questions, steps)
 
         def forward(ids, mask):  # (B, T-1): log P(token t | tokens < t) sits at t - 1
@@ -93,13 +92,9 @@ class LikelihoodScorer:
             per_token = [0.0] + logp[: kept - 1].tolist()  # index t = token t
             return running_means(per_token, enc.n_prompt, enc.positions)
 
+        encoded = [
+            encode_solution(self.tokenizer, q, s, eos=True) for q, s in zip(questions, steps, strict=True)
+        ]
         return score_encoded(
-            [encode_solution(self.tokenizer, q, s, eos=True) for q, s in zip(questions, steps, strict=True)],
-            forward,
-            read,
-            max_length=self.max_length,
-            pad_id=self.tokenizer.pad_token_id,
-            device=next(self.lm.parameters()).device,
-            batch_size=batch_size,
-            what="likelihood",
+            encoded, forward, read, self.lm, self.tokenizer, self.max_length, batch_size, "likelihood"
         )

@@ -167,15 +167,9 @@ class StepRewardModel:
             scores = read_at(p_good, enc, kept)
             return [scores[-1]] * len(scores) if self.kind == "orm" and scores else scores
 
+        encoded = [self.encode(q, s) for q, s in zip(questions, steps, strict=True)]
         return score_encoded(
-            [self.encode(q, s) for q, s in zip(questions, steps, strict=True)],
-            forward,
-            read,
-            max_length=self.max_length,
-            pad_id=self.tokenizer.pad_token_id,
-            device=next(self.model.parameters()).device,
-            batch_size=batch_size,
-            what="reward",
+            encoded, forward, read, self.model, self.tokenizer, self.max_length, batch_size, "reward"
         )
 
 

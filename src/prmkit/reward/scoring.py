@@ -139,17 +139,19 @@ def score_encoded(
     encoded: list[Encoded],
     forward: Callable[[Any, Any], Any],
     read: Callable[[Any, Encoded, int], list[float]],
-    *,
+    model,
+    tokenizer,
     max_length: int,
-    pad_id: int,
-    device,
     batch_size: int,
     what: str,
 ) -> list[list[float]]:
     """Scores of ``encoded`` in input order. Rows are cut at ``max_length`` (with one warning), batched
-    longest first and right-padded; ``forward(input_ids, attention_mask)`` gives one batch's (B, T, ...)
-    output under ``no_grad``, and ``read(output row, encoded, kept length)`` that row's step scores."""
+    longest first and right-padded with the tokenizer's pad id on ``model``'s device;
+    ``forward(input_ids, attention_mask)`` gives one batch's (B, T, ...) output under ``no_grad``, and
+    ``read(output row, encoded, kept length)`` that row's step scores."""
     import torch
+
+    device, pad_id = next(model.parameters()).device, tokenizer.pad_token_id
 
     warn_cut(what, [len(e.ids) for e in encoded], max_length)
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))

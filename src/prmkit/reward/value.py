@@ -164,18 +164,15 @@ class ValueModel:
 
     def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
         """P(correct) at the end of each step, in input order; ``nan`` for steps cut by ``max_length``."""
-
         check_lengths("value", questions, steps)
         self.lm.eval()
+        encoded = [encode_solution(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)]
+
+        def forward(ids, mask):  # (B, T)
+            return forward_values(self.lm, ids, mask)[0].float().sigmoid()
+
         return score_encoded(
-            [encode_solution(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)],
-            lambda ids, mask: forward_values(self.lm, ids, mask)[0].float().sigmoid(),  # (B, T)
-            read_at,
-            max_length=self.max_length,
-            pad_id=self.tokenizer.pad_token_id,
-            device=next(self.lm.parameters()).device,
-            batch_size=batch_size,
-            what="value",
+            encoded, forward, read_at, self.lm, self.tokenizer, self.max_length, batch_size, "value"
         )
 
 
