@@ -17,7 +17,7 @@ from prmkit.reward.train import (
     step_targets,
 )
 from prmkit.steps import split_steps
-from prmkit.types import Problem, StepLabels
+from prmkit.types import Problem, StepLabels, index_problems
 
 
 def _labels(problems, n=12):
@@ -167,35 +167,26 @@ def test_truncation_gives_nan_and_warns(world):
     assert not math.isnan(scores[1][0])
 
 
-def test_training_changes_parameters(world, tmp_path):
+def test_training_lowers_the_loss_and_separates_good_from_bad_steps(world, tmp_path):
     problems, tok = world
     model = new_model(tok, "test")
-    before = [q.detach().clone() for q in model.parameters()]
     rm = StepRewardModel(model, tok)
-    rows = build_examples(_labels(problems), {p.id: p for p in problems}, RewardConfig(label="soft"), tok)
-    import datasets
-    from transformers import TrainingArguments
+    rows = build_examples(_labels(problems), index_problems(problems), RewardConfig(), tok)
+    batch = collate_rewards(rows, tok.pad_token_id)
+    good, bad = batch["labels"] == 1, batch["labels"] == 0  # (B, T): tags labelled "+" / "-"
 
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=3,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
-    )
-    trainer = make_trainer(
-        rm.label_ids,
-        model=model,
-        args=args,
-        train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=lambda fs: collate_rewards(fs, tok.pad_token_id),
-    )
-    trainer.train()
-    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    def measure():  # (loss, mean P(+) at "+" tags minus at "-" tags) on the training rows
+        model.eval()
+        with torch.no_grad():
+            loss, logits = reward_loss(model, batch, rm.label_ids)
+        p_good = logits.float().softmax(-1)[..., 0]  # (B, T)
+        return loss.item(), (p_good[good].mean() - p_good[bad].mean()).item()
+
+    loss0, gap0 = measure()
+    _trainer(model, rm, rows, tok, 0.0, tmp_path, steps=20).train()
+    loss1, gap1 = measure()
+    assert loss1 < 0.8 * loss0  # measured: 0.68 -> 0.40
+    assert gap1 > gap0 + 0.2  # measured: 0.00 -> 0.41
 
 
 def test_lm_rows_mask_the_prompt_and_the_tags(world):
