@@ -127,3 +127,14 @@ def test_a_step_holding_the_tag_is_refused(world):
     _, tok = world
     with pytest.raises(ValueError, match="3 step tags for 2 steps"):
         encode_solution(tok, "q", ["a " + STEP_TAG, "b"], STEP_TAG)
+
+
+def test_every_hf_verifier_is_a_scorer(world):
+    from prmkit.models import new_model
+    from prmkit.reward import LikelihoodScorer, Scorer, StepRewardModel, ValueModel
+
+    _, tok = world
+    for scorer in (StepRewardModel(new_model(tok, "test"), tok), ValueModel(new_model(tok, "test"), tok),
+                   LikelihoodScorer(new_model(tok, "test"), tok)):  # fmt: skip
+        assert isinstance(scorer, Scorer)
+        assert scorer.score(["q"], [["1+1=2", "#### 2"]])[0] != scorer.score(["q"], [["1+1=3", "#### 3"]])[0]

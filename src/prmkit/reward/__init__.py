@@ -14,6 +14,7 @@ from pathlib import Path
 from prmkit.reward.likelihood import PREFIX as LIKELIHOOD_PREFIX
 from prmkit.reward.likelihood import LikelihoodScorer
 from prmkit.reward.model import META_FILE, StepRewardModel, format_for_scoring
+from prmkit.reward.scoring import Encoded, Scorer, encode_solution
 from prmkit.reward.value import ValueModel
 from prmkit.types import Scores, solution_key
 
@@ -130,6 +131,9 @@ def score_solutions(
 
 __all__ = [
     "LIKELIHOOD_PREFIX",
+    "Encoded",
+    "Scorer",
+    "encode_solution",
     "LikelihoodScorer",
     "StepRewardModel",
     "ValueModel",

@@ -10,9 +10,10 @@ supervises the value only at the last token: the paper's solution-level verifier
 worse than the token-level one. The LM loss is the paper's auxiliary objective (on, coefficient 1).
 
 Step boundaries. A solution is tokenised piece by piece (``scoring.encode_solution`` without a tag):
-``format_prompt(question)``, then each step followed by "\\n", each piece on its own, and the ids concatenated. The pieces are what the model is
-trained and scored on, so the value of step i is read at the last token of piece i (its "\\n") and
-all steps of a solution are scored in one forward pass, like ``StepRewardModel``; no step tag is used.
+``format_prompt(question)``, then each step followed by "\\n", each piece on its own, and the ids
+concatenated. The pieces are what the model is trained and scored on, so the value of step i is read
+at the last token of piece i (its "\\n") and all steps of a solution are scored in one forward pass,
+like ``StepRewardModel``; no step tag is used.
 
 Departures: residual dropout (paper 0.2) is not something Llama has. ``resid_dropout`` sets every
 dropout field of the model's config that exists (``attention_dropout``, ``resid_pdrop``,
