@@ -33,7 +33,7 @@ from prmkit.models import format_prompt
 from prmkit.policy import Policy
 from prmkit.sample import check_sampling, output_config
 from prmkit.steps import SEPARATORS, join_steps
-from prmkit.types import Problem, Solution, StepLabels, index_problems, solution_key
+from prmkit.types import Problem, Solution, SolutionKey, StepLabels, index_problems, solution_key
 
 ANNOTATION_STRATEGIES = ("per_step", "early_stop", "binary_search")
 
@@ -207,7 +207,7 @@ def annotate_chunk(
         p = problems[s.problem_id]
         return Probe(prefix_prompt(p.question, s.steps[: i + 1], p.kind), p.answer, p.kind)
 
-    drawn: dict[str, dict[int, Probe]] = {s.key: {} for s in sols}
+    drawn: dict[SolutionKey, dict[int, Probe]] = {s.key: {} for s in sols}
     if cfg.strategy in ("per_step", "early_stop"):
         for s in sols:
             drawn[s.key] = {i: probe(s, i) for i in range(len(s.steps) - 1)}
