@@ -26,7 +26,7 @@ from prmkit.annotate import AnnotateConfig, annotate, prefix_prompt, select_solu
 from prmkit.evaluate.annotation import truth_labels
 from prmkit.io import read_jsonl
 from prmkit.sample import build_policy
-from prmkit.types import Problem, Solution
+from prmkit.types import Problem, Solution, index_problems
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", help="test (2-4 operations) or ood (5-6: longer solutions)")
     args = ap.parse_args()
     run = Path(args.run_dir)
-    problems = {p.id: p for p in read_jsonl(run / "world" / f"{args.split}.jsonl", Problem)}
+    problems = index_problems(read_jsonl(run / "world" / f"{args.split}.jsonl", Problem))
     sols, _ = select_solutions(read_jsonl(run / f"samples_{args.split}.jsonl", Solution), dedupe=True)
     # every other distinct sample, so more problems are covered; right and wrong as the generator made them
     sols = sols[::2][: args.solutions]

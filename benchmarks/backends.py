@@ -22,13 +22,11 @@ import time
 from pathlib import Path
 
 import torch
+from _world import world_prompts
 
 from prmkit.annotate import AnnotateConfig, annotate
-from prmkit.models import format_prompt
 from prmkit.policy.hf import HFPolicy
-from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.sample import make_solution
-from prmkit.world import WorldConfig, make_world
 
 
 def timed(fn):
@@ -54,12 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     from prmkit.policy.vllm import VLLMPolicy
 
-    world = make_world(WorldConfig(n_train=4000, n_test=args.prompts, n_ood=1))
-    model_dir = Path(args.model) if args.model else Path("runs/bench-sample/generator")
-    if not args.model:
-        train_sft(SFTConfig(model="scratch:small", max_steps=300, save_steps=1000), world["train"], model_dir)
-    problems = world["test"][: args.prompts]
-    prompts = [format_prompt(p.question) for p in problems]
+    problems, prompts, model_dir = world_prompts(args.prompts, args.model)
     common = dict(temperature=0.7, max_new_tokens=args.max_new_tokens, seed=0)
 
     hf = HFPolicy(

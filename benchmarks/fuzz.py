@@ -50,14 +50,14 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from prmkit import grading
+from prmkit import grading, grading_worker
 from prmkit.calculator import MAX_DEPTH, MAX_EXPR_CHARS, MAX_MAGNITUDE, calculate, evaluate
 from prmkit.data import from_math_shepherd, import_math_shepherd, load_prm800k_steps, to_math_shepherd
 from prmkit.evaluate.processbench import load_predictions, load_processbench
 from prmkit.grading import extract_answer, grade_answer, normalize_number
 from prmkit.io import DataError, open_appender, read_jsonl, read_scores, write_jsonl
 from prmkit.steps import join_steps, split_steps
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Scores, Solution, StepLabels, solution_key
 
 TIME_LIMIT_S = 1.0
 # Files go to memory where there is a tmpfs: the readers' examples write a file each.
@@ -385,7 +385,7 @@ def check_readers(example: tuple[str, Any]) -> list[str] | None:
                 _located(e, path)
                 errors.append(type(e).__name__)
         try:
-            writer, _ = open_appender(path, key=lambda r: (r["problem_id"], r["sample_id"]))
+            writer, _ = open_appender(path, key=solution_key)
             writer.close()
         except DataError as e:
             _located(e, path)
@@ -649,7 +649,7 @@ def run_one(target: Target, example: Any, stats: Stats | None = None, timed: boo
     on a busy machine, and the drill measures it).
     """
     failures = []
-    worker = grading._WORKER._proc
+    worker = grading_worker.WORKER._proc
     # No garbage collection while an example is timed: a full collection walks the drill's own heap
     # (hypothesis keeps every example's choices), took up to 2 s, and fell on whichever example
     # allocated the containers that triggered it.
@@ -679,7 +679,7 @@ def run_one(target: Target, example: Any, stats: Stats | None = None, timed: boo
         failures.append(f"slow: {elapsed:.2f} s")
     if stats is not None:
         stats.examples += 1
-        stats.worker_restarts += target is MATH and grading._WORKER._proc is not worker
+        stats.worker_restarts += target is MATH and grading_worker.WORKER._proc is not worker
         stats.max_s = max(stats.max_s, elapsed)
         stats.over_limit += elapsed > TIME_LIMIT_S
         stats.code_calls += bool(seen)
@@ -697,16 +697,17 @@ def warm_up(target: Target, time_worker: bool = True) -> None:
         for example in target.fixed[:1]:
             target.check(example)
     if target is MATH and not time_worker:
-        grade_answer("x+1", "1+x", "math", timeout_s=grading._STARTUP_TIMEOUT_S)
+        grade_answer("x+1", "1+x", "math", timeout_s=grading_worker.STARTUP_TIMEOUT_S)
     elif target is MATH:
-        grading._WORKER.close()
+        grading_worker.WORKER.close()
         t0 = time.perf_counter()
-        grade_answer("x+1", "1+x", "math", timeout_s=grading._STARTUP_TIMEOUT_S)
+        grade_answer("x+1", "1+x", "math", timeout_s=grading_worker.STARTUP_TIMEOUT_S)
         WORKER_START_S[0] = time.perf_counter() - t0
     if target in (READERS, IMPORTERS):
         Problem.from_dict(Problem("a", "b", "c").to_dict())
         StepLabels.from_dict(StepLabels("a", 0, [], [], []).to_dict())
         Solution.from_dict(Solution("a", 0, "", []).to_dict())
+        Scores.from_dict(Scores("a", 0, []).to_dict())
         import hashlib  # noqa: F401
 
 
@@ -747,7 +748,7 @@ def main() -> None:
         sys.exit(f"unknown target {unknown[0]!r}; valid: {', '.join(TARGETS)}")
     audit_log = SCRATCH / "worker-audit.jsonl"
     os.environ["PRMKIT_FUZZ_AUDIT"] = str(audit_log)
-    grading._WORKER.close()
+    grading_worker.WORKER.close()
     grading._WORKER_BOOT = WORKER_AUDIT + grading._WORKER_BOOT  # the next worker audits itself
     out: dict[str, Any] = {"bench": "fuzz", "seed": args.seed, "time_limit_s": TIME_LIMIT_S}
     t_all = time.perf_counter()

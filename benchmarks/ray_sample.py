@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import torch
+from _world import world_prompts
 
 from prmkit.distributed import RayConfig, RayPolicy
-from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.sample import SampleConfig, build_policy, sample_problems
-from prmkit.world import WorldConfig, make_world
 
 
 def main() -> None:
@@ -36,11 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
-    world = make_world(WorldConfig(n_train=4000, n_test=args.prompts, n_ood=1))
-    model_dir = Path(args.model) if args.model else Path("runs/bench-sample/generator")
-    if not args.model:
-        train_sft(SFTConfig(model="scratch:small", max_steps=300, save_steps=1000), world["train"], model_dir)
-    problems = world["test"][: args.prompts]
+    problems, _, model_dir = world_prompts(args.prompts, args.model)
     cfg = SampleConfig(n=args.n, max_new_tokens=160, chunk=args.prompts, batch_size=256)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     out: dict = {

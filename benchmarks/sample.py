@@ -19,15 +19,13 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import torch
+from _world import world_prompts
 
 from prmkit.calculator import calculate
-from prmkit.models import format_prompt, load_causal_lm, load_tokenizer
+from prmkit.models import load_causal_lm, load_tokenizer
 from prmkit.policy.hf import HFPolicy
-from prmkit.policy.sft import SFTConfig, train_sft
-from prmkit.world import WorldConfig, make_world
 
 
 def reference_loop(model, tok, prompt: str, max_new: int) -> tuple[str, int]:
@@ -70,12 +68,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
 
-    world = make_world(WorldConfig(n_train=4000, n_test=args.prompts, n_ood=1))
-    model_dir = Path(args.model) if args.model else Path("runs/bench-sample/generator")
-    if not args.model:
-        train_sft(SFTConfig(model="scratch:small", max_steps=300, save_steps=1000), world["train"], model_dir)
+    _, prompts, model_dir = world_prompts(args.prompts, args.model)
     tok, model = load_tokenizer(model_dir), load_causal_lm(model_dir, dtype="float32")
-    prompts = [format_prompt(p.question) for p in world["test"][: args.prompts]]
 
     def batched(calc: bool, temperature: float, ps=prompts, n=args.n):
         pol = HFPolicy(

@@ -20,13 +20,14 @@ import torch
 
 from prmkit.io import read_jsonl
 from prmkit.reward.model import StepRewardModel
-from prmkit.types import Problem, Solution
+from prmkit.types import Problem, Solution, index_problems
 
 
 def per_prefix(rm: StepRewardModel, question: str, steps: list[str]) -> list[float]:
     out = []
     for k in range(1, len(steps) + 1):
-        ids, tags = rm.encode(question, steps[:k])
+        enc = rm.encode(question, steps[:k])
+        ids, tags = enc.ids, enc.positions
         with torch.no_grad():
             logits = rm.model(input_ids=torch.tensor([ids])).logits[0, tags[-1]]
         out.append(float(logits[rm.label_ids].float().softmax(-1)[0]))
@@ -41,7 +42,7 @@ def main() -> None:
     ap.add_argument("--baseline-solutions", type=int, default=100)
     args = ap.parse_args()
     run = Path(args.run_dir)
-    problems = {p.id: p for p in read_jsonl(run / "world" / "test.jsonl", Problem)}
+    problems = index_problems(read_jsonl(run / "world" / "test.jsonl", Problem))
     sols = read_jsonl(run / "samples_test.jsonl", Solution)[: args.solutions]
     qs, steps = [problems[s.problem_id].question for s in sols], [s.steps for s in sols]
     rm = StepRewardModel.from_pretrained(args.model, device="cpu", dtype="float32")

@@ -57,7 +57,7 @@ from prmkit.reward import LIKELIHOOD_PREFIX, score_solutions
 from prmkit.reward.critique import CritiqueConfig, train_critique
 from prmkit.reward.train import outcome_labels, train_reward
 from prmkit.sample import build_policy
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Solution, StepLabels, index_problems
 from prmkit.verify import aggregate
 
 OLD = ("prm_demo", "orm_demo", "prm_oracle_labels", "orm_same_data", "prm_active", "critique_orm", "orm_long")
@@ -142,13 +142,13 @@ def main() -> None:
     recipe = DemoRecipe.from_dict(yaml.safe_load((run / "recipe.yaml").read_text()))
     gen = str(run / "generator")
     train = read_jsonl(run / "world" / "train.jsonl", Problem)
-    train_probs = {p.id: p for p in train}
-    test_probs = {p.id: p for p in read_jsonl(run / "world" / "test.jsonl", Problem)}
+    train_probs = index_problems(train)
+    test_probs = index_problems(read_jsonl(run / "world" / "test.jsonl", Problem))
     tests = read_jsonl(args.tests or run / "samples_test.jsonl", Solution)
     pool = read_jsonl(run / "samples_train.jsonl", Solution)
-    labels = [r for r in read_jsonl(run / "labels.jsonl", StepLabels) if not r.meta.get("skipped")]
-    labelled = {(r.problem_id, r.sample_id) for r in labels}
-    seen = [s for s in pool if (s.problem_id, s.sample_id) in labelled][: args.seen]
+    labels = [r for r in read_jsonl(run / "labels.jsonl", StepLabels) if not r.skipped]
+    labelled = {r.key for r in labels}
+    seen = [s for s in pool if s.key in labelled][: args.seen]
     out = run / "ablation"
     orm_data = outcome_labels(pool) if recipe.demo.orm_data == "pool" else labels
     result = {
@@ -208,11 +208,11 @@ def main() -> None:
             run / "prm", pool, train_probs, out / "scores_pool_prm_demo.jsonl", 32, progress=False
         )
         pool_scores = read_scores(out / "scores_pool_prm_demo.jsonl")
-        wrong = [s for s in pool if s.steps and not s.correct and (s.problem_id, s.sample_id) not in labelled]
-        wrong.sort(key=lambda s: -aggregate(pool_scores[(s.problem_id, s.sample_id)], "min"))
+        wrong = [s for s in pool if s.steps and not s.correct and s.key not in labelled]
+        wrong.sort(key=lambda s: -aggregate(pool_scores[s.key], "min"))
         policy = build_policy(gen, recipe.annotate)
         extra = annotate(policy, wrong[: args.active], train, recipe.annotate, out / "labels_active.jsonl")
-        extra = [r for r in extra if not r.meta.get("skipped")]
+        extra = [r for r in extra if not r.skipped]
         path = train_reward(recipe.prm, labels + extra, train_probs, out / "prm_active", default_init=gen)
         result["prm_active"] = measure("prm_active", path, "min", **common) | {"added_solutions": len(extra)}
 

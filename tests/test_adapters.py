@@ -33,7 +33,8 @@ def _prefix_scores(rm: StepRewardModel, question, steps):
     """Reference: one forward per step prefix (ProcessBench's way), the score at that prefix's last read point."""
     out = []
     for k in range(1, len(steps) + 1):
-        ids, pos = rm.fmt.encode(rm.tokenizer, question, steps[:k], rm.tag_id, rm.tag)
+        enc = rm.fmt.encode(rm.tokenizer, question, steps[:k], rm.tag_id, rm.tag)
+        ids, pos = enc.ids, enc.positions
         x = torch.tensor([ids])
         with torch.no_grad():
             logits = rm.model(input_ids=x).logits[0, pos[-1]]
@@ -78,7 +79,8 @@ def test_qwen_text_has_one_separator_per_step():
 
 
 def test_trl_positions_are_the_last_token_of_each_step(tok):
-    ids, pos = get_format("trl").encode(tok, "Q?", ["He has 3 pens.", "#### 3"], None)
+    enc = get_format("trl").encode(tok, "Q?", ["He has 3 pens.", "#### 3"], None)
+    ids, pos = enc.ids, enc.positions
     assert pos[-1] == len(ids) - 1 and tok.decode([ids[pos[0]]]) == "\n"
 
 

@@ -94,7 +94,7 @@ def test_bad_input_is_recorded_and_skipped(tmp_path):
     ]
     probs = [*PROBLEMS, Problem(id="nogold", question="q", answer=" ")]
     labels = annotate(Scripted(), sols, probs, AnnotateConfig(n=2), tmp_path / "l.jsonl", progress=False)
-    reasons = [r.meta.get("skipped") for r in labels]
+    reasons = [r.skipped for r in labels]
     assert reasons == ["solution has no steps", "problem p9 not found", "problem has no gold answer", None]
     empty = annotate(
         Scripted(empty=True),
@@ -104,7 +104,7 @@ def test_bad_input_is_recorded_and_skipped(tmp_path):
         tmp_path / "e.jsonl",
         progress=False,
     )
-    assert "empty text" in empty[0].meta["skipped"]
+    assert "empty text" in empty[0].skipped
 
 
 def test_duplicates_removed_per_problem():
@@ -171,11 +171,8 @@ def _record(problem, steps, outcomes, final):
         steps,
         [None] * n,
         [None] * n,
-        meta={
-            "outcomes": outcomes + [[]],
-            "completion_tokens": [[10] * len(o) for o in outcomes] + [[]],
-            "final_correct": final,
-        },
+        final_correct=final,
+        meta={"outcomes": outcomes + [[]], "completion_tokens": [[10] * len(o) for o in outcomes] + [[]]},
     )
 
 
@@ -249,7 +246,7 @@ def test_annotate_cli_on_real_gsm8k_samples(shared_data, tmp_path, tiny_model_di
     for p in problems:
         right, wrong = by_key[(p.id, 0)], by_key[(p.id, 1)]
         assert right.hard == [1] * len(right.steps) and sum(right.meta["n_completions"]) == 0
-        assert wrong.hard[-1] == 0 and wrong.meta["final_correct"] is False
+        assert wrong.hard[-1] == 0 and wrong.final_correct is False
 
 
 class SeededScripted(Policy):

@@ -87,7 +87,7 @@ def test_stage1_trains_and_stage2_prm_starts_from_it(world, tmp_path, tiny_model
     assert train_critique(cfg, [], probs, stage1) == stage1  # finished: left alone
 
     labels = [StepLabels(s.problem_id, 0, s.steps, [1] * len(s.steps), [1.0] * len(s.steps),
-                         meta={"final_correct": True}) for s in _solutions(problems)]  # fmt: skip
+                         final_correct=True) for s in _solutions(problems)]  # fmt: skip
     rcfg = RewardConfig(init=str(stage1), kind="prm", max_steps=2, batch_size=4, eval_fraction=0.0)
     out = train_reward(rcfg, labels, probs, tmp_path / "stage2")
     rm = StepRewardModel.from_pretrained(out, device="cpu")

@@ -73,10 +73,10 @@ def test_math_verify_evaluates_only_sympy_names():
     """math-verify (sympy's parse_expr) evals text; what model text turns into names only sympy objects."""
     import sympy
 
-    from prmkit.grading import _verify_in_worker
+    from prmkit.grading_worker import verify_in_worker
 
     for warm in ("1+1", "2^3", "1.5"):  # first uses import parts of sympy, which eval their own code
-        _verify_in_worker(warm, "2")
+        verify_in_worker(warm, "2")
     allowed, names = set(dir(sympy)), set()
     real_eval = builtins.eval
 
@@ -88,7 +88,7 @@ def test_math_verify_evaluates_only_sympy_names():
     builtins.eval = spy
     try:
         for payload in [*fuzz.PAYLOADS, "1 + 2", "(1+2)*3", "9**9", "x=1", "𝟏", "1 + 𝟏"]:
-            _verify_in_worker(payload, "3")
+            verify_in_worker(payload, "3")
     finally:
         builtins.eval = real_eval
     assert names and names <= allowed, names - allowed
@@ -181,7 +181,7 @@ def test_read_scores_checks_types(tmp_path, row, field):
     # An unhashable problem_id raised TypeError; a string of scores went through as a "list".
     path = tmp_path / "scores.jsonl"
     path.write_text(json.dumps(row) + "\n")
-    with pytest.raises(DataError, match=rf"scores.jsonl:1: field '{field}' must be"):
+    with pytest.raises(DataError, match=rf"scores.jsonl:1: Scores: field '{field}' has"):
         read_scores(path)
 
 

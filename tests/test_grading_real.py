@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from prmkit.grading import _math_verify_equal, extract_answer, grade_answer
+from prmkit.grading import extract_answer, grade_answer
+from prmkit.grading_worker import math_verify_equal
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -62,9 +63,7 @@ def test_math500_last_boxed_of_the_solution_grades_equal_to_the_answer(math500):
     assert sum(grade_answer(e, r["answer"], "math") for e, r in zip(extracted, math500, strict=True)) == 500
     # The same 500 pairs through math-verify alone (no string shortcut): its parser reads every MATH500
     # answer, intervals, matrices, sets and text answers included.
-    assert (
-        sum(_math_verify_equal(e, r["answer"], 5.0) for e, r in zip(extracted, math500, strict=True)) == 500
-    )
+    assert sum(math_verify_equal(e, r["answer"], 5.0) for e, r in zip(extracted, math500, strict=True)) == 500
 
 
 def test_math500_neighbouring_answers_do_not_match(math500):

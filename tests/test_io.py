@@ -2,8 +2,16 @@ import json
 
 import pytest
 
-from prmkit.io import DataError, atomic_write_json, open_appender, read_jsonl, repair_tail, write_jsonl
-from prmkit.types import Problem, Solution, StepLabels, Verdict
+from prmkit.io import (
+    DataError,
+    atomic_write_json,
+    open_appender,
+    read_jsonl,
+    read_scores,
+    repair_tail,
+    write_jsonl,
+)
+from prmkit.types import Problem, Scores, Solution, StepLabels, Verdict, index_problems
 
 
 def test_records_roundtrip():
@@ -13,10 +21,34 @@ def test_records_roundtrip():
     )
     v = Verdict(step_correct=[True, False], first_error=1, error_types=[None, "logical"], final_correct=False)
     lab = StepLabels(problem_id="w-1", sample_id=3, steps=["x", "y"], hard=[1, None], soft=[0.5, None])
+    sc = Scores("w-1", 3, [0.25, float("nan")])
     for r in (p, s, v, lab):
         assert type(r).from_dict(json.loads(json.dumps(r.to_dict()))) == r
     assert v.error_type == "logical"
-    assert s.key == "w-1/3"
+    back = Scores.from_dict(json.loads(json.dumps(sc.to_dict())))
+    assert back.key == ("w-1", 3) and back.scores[0] == 0.25 and back.scores[1] != back.scores[1]  # nan
+    assert s.key == lab.key == sc.key == ("w-1", 3)  # one key for every record of a solution
+    assert index_problems([p, Problem(id="w-2", question="r?", answer="1")])["w-1"] is p
+
+
+def test_step_labels_of_the_old_layout_read_as_the_same_record():
+    # final_correct and skipped lived in meta before they were fields; an old labels.jsonl still reads
+    old = {"problem_id": "p", "sample_id": 0, "steps": ["a"], "hard": [1], "soft": [1.0],
+           "meta": {"final_correct": True, "tokens": 12}}  # fmt: skip
+    new = StepLabels("p", 0, ["a"], [1], [1.0], final_correct=True, meta={"tokens": 12})
+    assert StepLabels.from_dict(old) == new == StepLabels.from_dict(new.to_dict())
+    skipped = {**old, "hard": [None], "soft": [None], "meta": {"skipped": "solution has no steps"}}
+    rec = StepLabels.from_dict(skipped)
+    assert rec.skipped == "solution has no steps" and rec.final_correct is None and rec.meta == {}
+
+
+def test_read_scores_gives_scores_by_solution_key(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    write_jsonl(path, [Scores("p", 0, [0.5, 1]), Scores("p", 1, [])])
+    assert read_scores(path) == {("p", 0): [0.5, 1], ("p", 1): []}
+    path.write_text('{"problem_id": "p", "sample_id": 0, "scores": [true]}\n')
+    with pytest.raises(DataError, match=r"scores.jsonl:1: Scores: field 'scores'"):
+        read_scores(path)
 
 
 def test_read_jsonl_names_file_line_and_field(tmp_path):

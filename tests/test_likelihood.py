@@ -9,7 +9,7 @@ import torch
 from prmkit.models import format_prompt, new_model
 from prmkit.policy.sft import tokenize_sft
 from prmkit.reward import LikelihoodScorer, load_reward_model, score_solutions
-from prmkit.reward.likelihood import encode_solution
+from prmkit.reward.scoring import encode_solution
 from prmkit.steps import split_steps
 from prmkit.types import Solution
 from prmkit.verify import aggregate
@@ -19,13 +19,14 @@ def test_encoding_is_the_generators_training_text(world):
     problems, tok = world
     for p in problems[:5]:
         steps = split_steps(p.solution)
-        ids, n_prompt, ends = encode_solution(tok, p.question, steps)
+        e = encode_solution(tok, p.question, steps, eos=True)
+        ids, n_prompt, ends = e.ids, e.n_prompt, e.positions
         (row,), _ = tokenize_sft(tok, [(format_prompt(p.question), "\n".join(steps))], 512)
         assert ids == row["input_ids"]  # prompt + solution + EOS, as policy/sft.py trains on it
         assert n_prompt == sum(x == -100 for x in row["labels"])
         assert ends[-1] == len(ids) - 1 and ids[-1] == tok.eos_token_id
         assert all(tok.decode(ids[e]) == "\n" for e in ends[:-1])
-    assert encode_solution(tok, "q", [])[2] == []
+    assert encode_solution(tok, "q", [], eos=True).positions == []
 
 
 def test_scores_are_running_mean_log_probs_from_one_forward(world):
@@ -37,7 +38,8 @@ def test_scores_are_running_mean_log_probs_from_one_forward(world):
     alone = scorer.score(qs[::-1], steps[::-1], batch_size=1)[::-1]
     assert all(x == pytest.approx(y, rel=1e-5) for x, y in zip(got, alone, strict=True))
     for q, ss, row in zip(qs, steps, got, strict=True):
-        ids, n_prompt, ends = encode_solution(tok, q, ss)
+        e = encode_solution(tok, q, ss, eos=True)
+        ids, n_prompt, ends = e.ids, e.n_prompt, e.positions
         with torch.no_grad():
             logp = scorer.lm(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)  # (T, V)
         per_token = [logp[t - 1, ids[t]].item() for t in range(n_prompt, len(ids))]
@@ -56,7 +58,7 @@ def test_truncation_gives_nan_and_warns(world):
     p = problems[0]
     steps = split_steps(p.solution)
     scorer = LikelihoodScorer(new_model(tok, "test"), tok)
-    _, _, ends = encode_solution(tok, p.question, steps)
+    ends = encode_solution(tok, p.question, steps, eos=True).positions
     scorer.max_length = ends[0] + 1
     with pytest.warns(UserWarning, match="1 of 1 solutions"):
         (row,) = scorer.score([p.question], [steps])

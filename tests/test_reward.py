@@ -10,14 +10,14 @@ from prmkit.reward import StepRewardModel, format_for_scoring
 from prmkit.reward.train import (
     RewardConfig,
     build_examples,
-    collate,
+    collate_rewards,
     make_trainer,
     reward_loss,
     soft_label_loss,
     step_targets,
 )
 from prmkit.steps import split_steps
-from prmkit.types import Problem, StepLabels
+from prmkit.types import Problem, StepLabels, index_problems
 
 
 def _labels(problems, n=12):
@@ -27,7 +27,7 @@ def _labels(problems, n=12):
         steps = split_steps(p.solution)
         hard = [1] * len(steps) if i % 2 == 0 else [1] + [0] * (len(steps) - 1)
         soft = [0.75 * h for h in hard]
-        out.append(StepLabels(p.id, 0, steps, hard, soft, meta={"final_correct": i % 2 == 0}))
+        out.append(StepLabels(p.id, 0, steps, hard, soft, final_correct=i % 2 == 0))
     return out
 
 
@@ -53,7 +53,7 @@ def _trainer(model, rm, rows, tok, lm_coef, out, steps=3):
         model=model,
         args=args,
         train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=lambda fs: collate(fs, tok.pad_token_id),
+        data_collator=lambda fs: collate_rewards(fs, tok.pad_token_id),
     )
 
 
@@ -64,9 +64,7 @@ def test_format_for_scoring_worked_example():
 
 
 def test_step_targets_hard_soft_first_error_orm():
-    r = StepLabels(
-        "p", 3, ["a", "b", "c", "d"], [1, 0, 1, 0], [0.5, 0.25, None, 0.0], meta={"final_correct": True}
-    )
+    r = StepLabels("p", 3, ["a", "b", "c", "d"], [1, 0, 1, 0], [0.5, 0.25, None, 0.0], final_correct=True)
     assert step_targets(r, RewardConfig()) == [1.0, 0.0, 1.0, 0.0]
     assert step_targets(r, RewardConfig(label="soft")) == [0.5, 0.25, None, 0.0]
     assert step_targets(r, RewardConfig(first_error_only=True)) == [1.0, 0.0, None, None]
@@ -97,7 +95,7 @@ def test_build_examples_positions_and_targets(world):
     n = len(steps)
     recs = [
         StepLabels(p.id, 0, steps, [1] * (n - 1) + [0], [0.5] * n),
-        StepLabels(p.id, 1, steps, [None] * n, [None] * n, meta={"skipped": "empty"}),
+        StepLabels(p.id, 1, steps, [None] * n, [None] * n, skipped="empty"),
     ]
     rows = build_examples(recs, {p.id: p}, RewardConfig(label="soft"), tok)
     assert len(rows) == 1  # the skipped record is dropped
@@ -112,7 +110,7 @@ def test_build_examples_positions_and_targets(world):
         cut["tag_positions"] == row["tag_positions"][:2]
         and len(cut["input_ids"]) == cut["tag_positions"][1] + 1
     )
-    batch = collate([row, cut], tok.pad_token_id)
+    batch = collate_rewards([row, cut], tok.pad_token_id)
     assert batch["labels"][0, row["tag_positions"]].tolist() == [0.5] * n
     assert (batch["labels"] >= 0).sum().item() == n + 2
 
@@ -161,7 +159,7 @@ def test_truncation_gives_nan_and_warns(world):
     p = problems[0]
     steps = split_steps(p.solution)
     rm = StepRewardModel(new_model(tok, "test"), tok)
-    _, tags = rm.encode(p.question, steps)
+    tags = rm.encode(p.question, steps).positions
     rm.max_length = tags[0] + 1
     with pytest.warns(UserWarning, match="1 of 2 solutions"):
         scores = rm.score([p.question, "q"], [steps, ["1"]])
@@ -169,35 +167,26 @@ def test_truncation_gives_nan_and_warns(world):
     assert not math.isnan(scores[1][0])
 
 
-def test_training_changes_parameters(world, tmp_path):
+def test_training_lowers_the_loss_and_separates_good_from_bad_steps(world, tmp_path):
     problems, tok = world
     model = new_model(tok, "test")
-    before = [q.detach().clone() for q in model.parameters()]
     rm = StepRewardModel(model, tok)
-    rows = build_examples(_labels(problems), {p.id: p for p in problems}, RewardConfig(label="soft"), tok)
-    import datasets
-    from transformers import TrainingArguments
+    rows = build_examples(_labels(problems), index_problems(problems), RewardConfig(), tok)
+    batch = collate_rewards(rows, tok.pad_token_id)
+    good, bad = batch["labels"] == 1, batch["labels"] == 0  # (B, T): tags labelled "+" / "-"
 
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=3,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
-    )
-    trainer = make_trainer(
-        rm.label_ids,
-        model=model,
-        args=args,
-        train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=lambda fs: collate(fs, tok.pad_token_id),
-    )
-    trainer.train()
-    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    def measure():  # (loss, mean P(+) at "+" tags minus at "-" tags) on the training rows
+        model.eval()
+        with torch.no_grad():
+            loss, logits = reward_loss(model, batch, rm.label_ids)
+        p_good = logits.float().softmax(-1)[..., 0]  # (B, T)
+        return loss.item(), (p_good[good].mean() - p_good[bad].mean()).item()
+
+    loss0, gap0 = measure()
+    _trainer(model, rm, rows, tok, 0.0, tmp_path, steps=20).train()
+    loss1, gap1 = measure()
+    assert loss1 < 0.8 * loss0  # measured: 0.68 -> 0.40
+    assert gap1 > gap0 + 0.2  # measured: 0.00 -> 0.41
 
 
 def test_lm_rows_mask_the_prompt_and_the_tags(world):
@@ -207,7 +196,7 @@ def test_lm_rows_mask_the_prompt_and_the_tags(world):
     rec = StepLabels(p.id, 0, steps, [1] * len(steps), [1.0] * len(steps))
     (plain,) = build_examples([rec], {p.id: p}, RewardConfig(), tok)
     (row,) = build_examples([rec], {p.id: p}, RewardConfig(lm_coef=1.0), tok)
-    assert "lm_mask" not in plain and "lm_mask" not in collate([plain], tok.pad_token_id)
+    assert "lm_mask" not in plain and "lm_mask" not in collate_rewards([plain], tok.pad_token_id)
     assert {k: v for k, v in row.items() if k != "lm_mask"} == plain  # the rest of the row is unchanged
     ids, lm = row["input_ids"], row["lm_mask"]
     n_prompt = len(tok(format_for_scoring(p.question, []))["input_ids"])
@@ -217,7 +206,7 @@ def test_lm_rows_mask_the_prompt_and_the_tags(world):
         assert ids[t] == tag_id and lm[t] == 0 and (t + 1 == len(ids) or lm[t + 1] == 0)
     # every other solution token is: the steps' own tokens and the space before each tag
     assert sum(lm) == len(ids) - n_prompt - 2 * len(steps)
-    batch = collate([row, plain | {"lm_mask": [0] * len(plain["input_ids"])}], tok.pad_token_id)
+    batch = collate_rewards([row, plain | {"lm_mask": [0] * len(plain["input_ids"])}], tok.pad_token_id)
     assert batch["lm_mask"].dtype == torch.bool and batch["lm_mask"][0].tolist() == [bool(x) for x in lm]
 
 
@@ -228,7 +217,7 @@ def test_lm_coef_zero_is_the_classification_loss_exactly(world):
     model = new_model(tok, "test", seed=2)
     rm = StepRewardModel(model, tok)
     rows = build_examples(_labels(problems, 4), {p.id: p for p in problems}, RewardConfig(lm_coef=1.0), tok)
-    batch = collate(rows, tok.pad_token_id)
+    batch = collate_rewards(rows, tok.pad_token_id)
     with torch.no_grad():
         full = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
@@ -251,7 +240,7 @@ def test_lm_coef_keeps_the_language_model(world, tmp_path):
 
     problems, tok = world
     rows = build_examples(_labels(problems), {p.id: p for p in problems}, RewardConfig(lm_coef=1.0), tok)
-    batch = collate(rows, tok.pad_token_id)
+    batch = collate_rewards(rows, tok.pad_token_id)
     after = {}
     for coef in (0.0, 1.0):
         model = new_model(tok, "test", seed=0)
@@ -344,12 +333,11 @@ def test_orm_supervised_by_a_prm_via_cli(tmp_path, tiny_model_dir):
 
     problems = [Problem(id="p0", question="Tom has 3 pens?", answer="3")]
     recs = [
-        StepLabels("p0", i, ["He has 3.", "#### 3"], [1, 1], [1.0, 1.0], meta={"final_correct": True})
-        for i in range(4)
+        StepLabels("p0", i, ["He has 3.", "#### 3"], [1, 1], [1.0, 1.0], final_correct=True) for i in range(4)
     ]
     scores = [{"problem_id": "p0", "sample_id": i, "scores": [0.8, 0.1 * i]} for i in range(3)]
     sup = prm_supervised(recs, {(r["problem_id"], r["sample_id"]): r["scores"] for r in scores})
-    assert [r.meta["final_correct"] for r in sup] == [0.0, 0.1, 0.2]  # sample 3 has no PRM score: dropped
+    assert [r.target for r in sup] == [0.0, 0.1, 0.2]  # sample 3 has no PRM score: dropped
     write_jsonl(tmp_path / "p.jsonl", problems)
     write_jsonl(tmp_path / "l.jsonl", recs)
     write_jsonl(tmp_path / "s.jsonl", scores)

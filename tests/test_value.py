@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from prmkit.models import format_prompt, load_causal_lm, new_model
+from prmkit.reward.scoring import encode_solution
 from prmkit.reward.value import (
     HEAD_FILE,
     ValueConfig,
@@ -13,10 +14,9 @@ from prmkit.reward.value import (
     attach_head,
     build_value_examples,
     collate_values,
-    encode_steps,
     forward_values,
     train_value,
-    value_loss,
+    verifier_loss,
 )
 from prmkit.steps import split_steps
 from prmkit.types import Solution
@@ -47,16 +47,16 @@ def test_value_loss_hand_computed():
     bce = (-math.log(1 / (1 + math.exp(-1.0))) - math.log(1 / (1 + math.exp(2.0)))) / 2
     # token 1 from position 0 (logits [1, 0]), token 2 = id 0 from position 1 (logits [0, 2])
     nll = (-(0.0 - math.log(math.e + 1)) - (0.0 - math.log(1 + math.exp(2.0)))) / 2
-    assert value_loss(v, lm, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
-    assert value_loss(v, lm, ids, targets, 0.5).item() == pytest.approx(bce + 0.5 * nll, abs=1e-6)
+    assert verifier_loss(v, lm, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
+    assert verifier_loss(v, lm, ids, targets, 0.5).item() == pytest.approx(bce + 0.5 * nll, abs=1e-6)
     # the prompt's value and logits are not in the loss
     v2, lm2 = v.clone(), lm.clone()
     v2[0, 0], lm2[0, 2] = -9.0, torch.tensor([0.0, 7.0])
-    assert value_loss(v2, lm2, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
+    assert verifier_loss(v2, lm2, ids, targets, 1.0).item() == pytest.approx(bce + nll, abs=1e-6)
     # "last": the value only at the last token (-1 = LM loss only), the LM loss unchanged
     last = torch.tensor([[-100.0, -1.0, 1.0]])
     bce_last = -math.log(1 / (1 + math.exp(2.0)))
-    assert value_loss(v, lm, ids, last, 1.0).item() == pytest.approx(bce_last + nll, abs=1e-6)
+    assert verifier_loss(v, lm, ids, last, 1.0).item() == pytest.approx(bce_last + nll, abs=1e-6)
 
 
 def test_examples_mask_the_prompt_and_last_head(world):
@@ -86,7 +86,8 @@ def test_score_is_one_pass_and_matches_a_full_forward(world, tmp_path):
     hook.remove()
     assert len(calls) == 1 and [len(s) for s in scores] == [len(s) for s in steps]
     for q, ss, got in zip(qs, steps, scores, strict=True):
-        ids, _, ends = encode_steps(tok, q, ss)
+        enc = encode_solution(tok, q, ss)
+        ids, ends = enc.ids, enc.positions
         x = torch.tensor([ids])
         with torch.no_grad():
             v = forward_values(vm.lm, x, torch.ones_like(x))[0][0].sigmoid()

@@ -71,7 +71,7 @@ def test_verifier_quality_by_hand(tmp_path):
     assert json.loads(result.stdout)["f1"] == 1.0
     (tmp_path / "scores.jsonl").write_text('{"problem_id": "x", "sample_id": 0}\n')
     result = CliRunner().invoke(app, [*args, "--problems", str(tmp_path / "p.jsonl")])
-    assert result.exit_code == 2 and "scores.jsonl:1: missing field 'scores'" in result.output
+    assert result.exit_code == 2 and "scores.jsonl:1: Scores: missing field 'scores'" in result.output
 
 
 def test_data_quantity_curve_trains_nested_subsets(tmp_path, tiny_model_dir):
@@ -82,9 +82,7 @@ def test_data_quantity_curve_trains_nested_subsets(tmp_path, tiny_model_dir):
 
     problems, sols, firsts = _pool()
     labels = [
-        StepLabels(
-            s.problem_id, 0, s.steps, h, [float(x) for x in h], meta={"final_correct": bool(s.correct)}
-        )
+        StepLabels(s.problem_id, 0, s.steps, h, [float(x) for x in h], final_correct=bool(s.correct))
         for s, f in zip(sols, firsts, strict=True)
         for h in [[int(f < 0 or i < f) for i in range(len(s.steps))]]
     ]

@@ -33,9 +33,9 @@ from prmkit.models import format_prompt
 from prmkit.policy import Policy
 from prmkit.sample import check_sampling, output_config
 from prmkit.steps import SEPARATORS, join_steps
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Solution, SolutionKey, StepLabels, index_problems, solution_key
 
-STRATEGIES = ("per_step", "early_stop", "binary_search")
+ANNOTATION_STRATEGIES = ("per_step", "early_stop", "binary_search")
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,10 @@ class AnnotateConfig:
     revision: str | None = None  # pin the completer's hub id to a branch, tag or commit
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"annotate.strategy: unknown {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.strategy not in ANNOTATION_STRATEGIES:
+            raise ValueError(
+                f"annotate.strategy: unknown {self.strategy!r}; valid: {', '.join(ANNOTATION_STRATEGIES)}"
+            )
         check_sampling(self, "annotate")
 
 
@@ -178,13 +180,21 @@ def _label_record(sol: Solution, probes: dict[int, Probe], final: int, cfg: Anno
         "probed": [i in probes for i in range(n_steps)],
         "se_complete": complete,
         "first_error": first_error,
-        "final_correct": bool(final),
         "outcomes": [probes[i].outcomes if i in probes else [] for i in range(n_steps)],
         "completion_tokens": [probes[i].tokens if i in probes else [] for i in range(n_steps)],
     }
     if empty:
         meta["empty_completions"] = empty
-    return StepLabels(sol.problem_id, sol.sample_id, list(sol.steps), hard, soft, source="mc", meta=meta)
+    return StepLabels(
+        sol.problem_id,
+        sol.sample_id,
+        list(sol.steps),
+        hard,
+        soft,
+        source="mc",
+        final_correct=bool(final),
+        meta=meta,
+    )
 
 
 def annotate_chunk(
@@ -197,7 +207,7 @@ def annotate_chunk(
         p = problems[s.problem_id]
         return Probe(prefix_prompt(p.question, s.steps[: i + 1], p.kind), p.answer, p.kind)
 
-    drawn: dict[str, dict[int, Probe]] = {s.key: {} for s in sols}
+    drawn: dict[SolutionKey, dict[int, Probe]] = {s.key: {} for s in sols}
     if cfg.strategy in ("per_step", "early_stop"):
         for s in sols:
             drawn[s.key] = {i: probe(s, i) for i in range(len(s.steps) - 1)}
@@ -219,9 +229,7 @@ def annotate_chunk(
 
 def _skip(sol: Solution, reason: str) -> StepLabels:
     n = len(sol.steps)
-    return StepLabels(
-        sol.problem_id, sol.sample_id, list(sol.steps), [None] * n, [None] * n, meta={"skipped": reason}
-    )
+    return StepLabels(sol.problem_id, sol.sample_id, list(sol.steps), [None] * n, [None] * n, skipped=reason)
 
 
 def _normal(text: str) -> str:
@@ -252,7 +260,7 @@ def annotate(
     progress: bool = True,
 ) -> list[StepLabels]:
     """Annotate ``solutions`` into ``out_path`` (append per chunk, resume by solution key)."""
-    by_id = {p.id: p for p in problems}
+    by_id = index_problems(problems)
     todo, n_dupes = select_solutions(solutions, cfg.dedupe)
     todo = todo[:limit] if limit else todo
     # chunks have fixed bounds and one seed each, and a chunk's records go out in one write, so a
@@ -261,7 +269,7 @@ def annotate(
     starts = range(0, len(todo), cfg.chunk)
     units = [[s.key for s in todo[i : i + cfg.chunk]] for i in starts]
     writer, done = open_appender(
-        out_path, key=lambda r: f"{r['problem_id']}/{r['sample_id']}", units=units,
+        out_path, key=solution_key, units=units,
         config=output_config(policy, cfg),
     )  # fmt: skip
     left = sum(s.key not in done for s in todo)

@@ -245,7 +245,7 @@ def annotate(
         labels = run_annotate(policy, sols, probs, cfg, out, limit=limit)
     finally:
         policy.close()
-    done = [r for r in labels if not r.meta.get("skipped")]
+    done = [r for r in labels if not r.skipped]
     tokens = sum(r.meta.get("tokens", 0) for r in done)
     typer.echo(
         f"{len(done)} solutions labelled ({len(labels) - len(done)} skipped), {tokens} tokens -> {out}"
@@ -334,10 +334,10 @@ def _train_reward(
     from prmkit.data import load_problems
     from prmkit.io import read_jsonl, read_scores
     from prmkit.reward.train import outcome_labels, prm_supervised, train_reward
-    from prmkit.types import Solution, StepLabels
+    from prmkit.types import Solution, StepLabels, index_problems
 
     cfg = _verifier_config(kind, recipe, set_, init, problems)
-    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    probs = index_problems(load_problems(source, problems, split=split))
     if (labels is None) == (samples is None):
         raise ValueError("give either --labels (annotated solutions) or --samples (graded samples; orm only)")
     if samples is not None:
@@ -431,10 +431,10 @@ def train_value_cmd(
     from prmkit.data import load_problems
     from prmkit.io import read_jsonl
     from prmkit.reward.value import train_value
-    from prmkit.types import Solution
+    from prmkit.types import Solution, index_problems
 
     cfg = _verifier_config("value", recipe, set_, init, problems)
-    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    probs = index_problems(load_problems(source, problems, split=split))
     path = train_value(cfg, read_jsonl(samples, Solution), probs, out)
     typer.echo(f"value -> {path}")
 
@@ -462,10 +462,10 @@ def train_critique_cmd(
     from prmkit.data import load_problems
     from prmkit.io import read_jsonl
     from prmkit.reward.critique import load_critiques, train_critique
-    from prmkit.types import Solution
+    from prmkit.types import Solution, index_problems
 
     cfg = _verifier_config("critique", recipe, set_, init, problems)
-    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    probs = index_problems(load_problems(source, problems, split=split))
     given = load_critiques(critiques) if critiques else None
     path = train_critique(cfg, read_jsonl(samples, Solution), probs, out, given)
     typer.echo(f"critique model -> {path}")
@@ -511,10 +511,10 @@ def score(
     from prmkit.distributed import RayConfig
     from prmkit.io import read_jsonl
     from prmkit.reward import score_solutions
-    from prmkit.types import Solution
+    from prmkit.types import Solution, index_problems
 
     ray = RayConfig(workers=ray_workers or 0, address=ray_address)
-    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    probs = index_problems(load_problems(source, problems, split=split))
     sols = read_jsonl(samples, Solution)
     kw = {"format": fmt} if fmt else {}
     new, old = score_solutions(
@@ -582,9 +582,9 @@ def eval_verifier(
     from prmkit.data import load_problems
     from prmkit.evaluate.verifier import verifier_quality
     from prmkit.io import read_jsonl, read_scores
-    from prmkit.types import Solution
+    from prmkit.types import Solution, index_problems
 
-    probs = {p.id: p for p in load_problems("world", problems, split=split)}
+    probs = index_problems(load_problems("world", problems, split=split))
     result = verifier_quality(read_scores(scores), read_jsonl(samples, Solution), probs, threshold)
     typer.echo(json.dumps(result))
 
@@ -608,14 +608,14 @@ def eval_verifier_curve(
     from prmkit.evaluate.report import num, pct
     from prmkit.evaluate.verifier import data_quantity_curve
     from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
-    from prmkit.types import Solution, StepLabels
+    from prmkit.types import Solution, StepLabels, index_problems
 
     configs = dict(zip(("prm", "orm"), _configs(("prm", "orm"), recipe, set_), strict=True))
     rows = data_quantity_curve(
         read_jsonl(labels, StepLabels),
-        {p.id: p for p in load_problems("world", problems, split="train")},
+        index_problems(load_problems("world", problems, split="train")),
         read_jsonl(samples, Solution),
-        {p.id: p for p in load_problems("world", problems, split="test")},
+        index_problems(load_problems("world", problems, split="test")),
         init,
         out_dir,
         tuple(float(f) for f in fractions.split(",")),
@@ -655,9 +655,9 @@ def eval_bon(
     from prmkit.data import load_problems
     from prmkit.evaluate.bon import bon_report, plot_bon
     from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores
-    from prmkit.types import Solution
+    from prmkit.types import Solution, index_problems
 
-    probs = {p.id: p for p in load_problems(source, problems, split=split)}
+    probs = index_problems(load_problems(source, problems, split=split))
     tables: dict[str, dict] = {}
     for item in scores or []:
         name, sep, path = item.partition("=")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.io import DataError, check_field, iter_jsonl, read_jsonl, require_fields
-from prmkit.types import Problem
+from prmkit.types import Problem, index_problems
 
 GSM8K_HUB = "openai/gsm8k"
 MATH500_HUB = "HuggingFaceH4/MATH-500"
@@ -228,10 +228,10 @@ def export_labels(
 
     if fmt not in ("math-shepherd", "trl") or label not in ("hard", "soft"):
         raise ValueError(f"export: format must be math-shepherd or trl (got {fmt!r}), label hard or soft")
-    by_id = {p.id: p for p in problems}
+    by_id = index_problems(problems)
     rows = []
     for r in labels:
-        if r.meta.get("skipped") or r.problem_id not in by_id:
+        if r.skipped or r.problem_id not in by_id:
             continue
         values = r.hard if label == "hard" else [None if s is None else int(s > 0.5) for s in r.soft]
         if any(v is None for v in values):

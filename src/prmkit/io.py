@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prmkit.types import Record, RecordError
+from prmkit.types import Record, RecordError, Scores, SolutionKey
 
 R = TypeVar("R", bound=Record)
 
@@ -137,27 +137,11 @@ def check_field(
         raise DataError(path, lineno, f"field '{name}' must be {expected}, got {obj[name]!r:.60}", name)
 
 
-def is_number(x: Any) -> bool:
-    """An int or float, not a bool (JSON's true is not a number here)."""
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
 def read_scores(
     path: str | Path, max_line_bytes: int | None = None, max_records: int | None = None
-) -> dict[tuple[str, int], list[float]]:
-    """A ``scores.jsonl`` (from ``prmkit score``) as step scores keyed by (problem_id, sample_id)."""
-    out = {}
-    for lineno, r in iter_jsonl(path, max_line_bytes, max_records):
-        require_fields(path, lineno, r, "problem_id", "sample_id", "scores")
-        check_field(path, lineno, r, "problem_id", isinstance(r["problem_id"], str), "a string")
-        sid = r["sample_id"]
-        check_field(
-            path, lineno, r, "sample_id", isinstance(sid, int) and not isinstance(sid, bool), "an integer"
-        )
-        ok = isinstance(r["scores"], list) and all(map(is_number, r["scores"]))
-        check_field(path, lineno, r, "scores", ok, "a list of numbers")
-        out[(r["problem_id"], r["sample_id"])] = r["scores"]
-    return out
+) -> dict[SolutionKey, list[float]]:
+    """A ``scores.jsonl`` (from ``prmkit score``, ``types.Scores`` records) as step scores by solution key."""
+    return {r.key: r.scores for r in read_jsonl(path, Scores, max_line_bytes, max_records)}
 
 
 def _dump(record: Record | dict[str, Any]) -> str:

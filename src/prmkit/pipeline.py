@@ -38,7 +38,7 @@ from prmkit.rl.compare import RLConfig
 from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
-from prmkit.types import Problem, Solution
+from prmkit.types import Problem, Solution, index_problems
 from prmkit.world import SPLITS, WorldConfig, make_world
 
 # recipe name -> report name; "likelihood" is the generator's own mean token log-prob (no training,
@@ -253,7 +253,7 @@ def stage_verifiers(
     likelihood = {"likelihood": f"{LIKELIHOOD_PREFIX}{generator}"} if "likelihood" in demo.verifiers else {}
     if set(demo.verifiers) <= {"likelihood"}:
         return likelihood, {}
-    by_id = {p.id: p for p in train}
+    by_id = index_problems(train)
     pool_cfg = replace(recipe.sample, n=demo.pool_samples)
     pool = _sample("train", train[: demo.pool_problems], generator, pool_cfg, run_dir, timer)
     # annotate the first sample of every problem, then the second, ...: many problems before many samples
@@ -266,7 +266,7 @@ def stage_verifiers(
             "annotate", annotate, policy, pool, train, recipe.annotate, run_dir / "labels.jsonl",
             limit=demo.label_solutions or None,
         )  # fmt: skip
-        done = [r for r in labels if not r.meta.get("skipped")]
+        done = [r for r in labels if not r.skipped]
         info["labels"] = {
             "solutions": len(done),
             "skipped": len(labels) - len(done),
@@ -346,7 +346,7 @@ def evaluate_split(
         pass_at_k={k: summary[f"pass@{k}"] for k in ks},
         mean_tokens=sum(s.meta.get("n_tokens", 0) for s in sols) / max(1, len(sols)),
     )
-    by_id = {p.id: p for p in problems}
+    by_id = index_problems(problems)
     scores = {}
     for vname, path in models.items():
         file = run_dir / f"scores_{name}_{vname.lower()}.jsonl"

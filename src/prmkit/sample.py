@@ -21,7 +21,7 @@ from prmkit.io import open_appender, read_jsonl, write_source
 from prmkit.models import check_hub_fields, format_prompt
 from prmkit.policy import Policy, make_policy, policy_names
 from prmkit.steps import split_steps
-from prmkit.types import Problem, Solution
+from prmkit.types import Problem, Solution, solution_key
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def sample_problems(
     units = [[(p.id, i) for p in problems[s : s + cfg.chunk] for i in range(cfg.n)] for s in starts]
     writer, done = open_appender(
         out_path,
-        key=lambda r: (r["problem_id"], r["sample_id"]),
+        key=solution_key,
         units=units,
         config=output_config(policy, cfg),
     )

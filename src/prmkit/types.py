@@ -13,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
+
+SolutionKey = tuple[str, int]  # (problem_id, sample_id): the one key of a solution and its records
 
 
 class RecordError(ValueError):
@@ -79,6 +82,25 @@ class Record:
         return cls(**kwargs)
 
 
+def solution_key(record: Any) -> SolutionKey:
+    """(problem_id, sample_id) of a record or of its JSON object (``io.open_appender``'s resume key).
+
+    >>> solution_key({"problem_id": "w-1", "sample_id": 3}) == solution_key(Solution("w-1", 3, "", []))
+    True
+    """
+    if isinstance(record, dict):
+        return (record["problem_id"], record["sample_id"])
+    return (record.problem_id, record.sample_id)
+
+
+class Keyed:
+    """Mixin: ``key`` = ``solution_key(self)``."""
+
+    @property
+    def key(self) -> SolutionKey:
+        return solution_key(self)
+
+
 @dataclass(frozen=True)
 class Problem(Record):
     """A math problem with its gold final answer.
@@ -100,7 +122,7 @@ class Problem(Record):
 
 
 @dataclass(frozen=True)
-class Solution(Record):
+class Solution(Keyed, Record):
     """One sampled (or reference) solution to a problem, already split into steps.
 
     ``answer`` is what the grader extracted (None when nothing could be), ``correct`` the grade
@@ -115,9 +137,10 @@ class Solution(Record):
     correct: bool | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return f"{self.problem_id}/{self.sample_id}"
+
+def index_problems(problems: Iterable[Problem]) -> dict[str, Problem]:
+    """Problems by id (a repeated id: the last one wins, as a dict built by hand would)."""
+    return {p.id: p for p in problems}
 
 
 @dataclass(frozen=True)
@@ -149,11 +172,16 @@ class Verdict(Record):
 
 
 @dataclass(frozen=True)
-class StepLabels(Record):
+class StepLabels(Keyed, Record):
     """Step labels of one solution: Monte-Carlo estimates or a human/oracle source.
 
     ``hard[i]`` is 1 when some completion from the prefix ending at step i reached the gold answer
     (Math-Shepherd's HE), ``soft[i]`` the fraction that did (SE), None where not measured.
+    ``final_correct`` is the grader's verdict on the solution's own answer (None: not graded);
+    ``skipped`` says why annotation left the solution unlabelled (None: labelled); ``target``, when set,
+    is an ORM's target in [0, 1] in place of ``final_correct`` (a PRM's min step score,
+    ``reward.train.prm_supervised``). Records of the older layout, with ``final_correct`` and ``skipped``
+    inside ``meta``, read as the same record.
     """
 
     problem_id: str
@@ -162,12 +190,25 @@ class StepLabels(Record):
     hard: list[int | None]
     soft: list[float | None]
     source: str = "mc"
+    final_correct: bool | None = None
+    skipped: str | None = None
+    target: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: Any) -> Self:
+        meta = d.get("meta") if isinstance(d, dict) else None
+        if isinstance(meta, dict) and any(k in meta and k not in d for k in ("final_correct", "skipped")):
+            lifted = {k: meta[k] for k in ("final_correct", "skipped") if k in meta and k not in d}
+            d = {**d, **lifted, "meta": {k: v for k, v in meta.items() if k not in lifted}}
+        return super().from_dict(d)
 
-RECORD_TYPES: dict[str, type[Record]] = {
-    "problem": Problem,
-    "solution": Solution,
-    "verdict": Verdict,
-    "step_labels": StepLabels,
-}
+
+@dataclass(frozen=True)
+class Scores(Keyed, Record):
+    """One line of ``scores.jsonl``: a verifier's score per step of one solution (``nan`` for a step
+    cut by the model's context, ``[]`` for a step-less solution)."""
+
+    problem_id: str
+    sample_id: int
+    scores: list[float]

@@ -1,1 +1,3 @@
-"""Evaluation: annotation quality against the world's oracle (more to come: best-of-N, ProcessBench)."""
+"""Evaluation: best-of-N curves and the within-problem AUC (``bon.py``), verifiers against the world's
+oracle (``verifier.py``), ProcessBench (``processbench.py``), annotation quality (``annotation.py``) and
+the demo's report (``report.py``)."""

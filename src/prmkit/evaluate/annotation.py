@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit.annotate import STRATEGIES, Bisection, early_stop_rounds
-from prmkit.types import Problem, StepLabels
+from prmkit.annotate import ANNOTATION_STRATEGIES, Bisection, early_stop_rounds
+from prmkit.types import Problem, StepLabels, index_problems
 from prmkit.world import judge
 
 
@@ -44,7 +44,7 @@ def _early(outcomes: list[int], n: int) -> tuple[int, int]:
 def replay(rec: StepLabels, n: int, strategy: str) -> Replay:
     """Labels and cost of ``strategy`` at ``n`` completions, from a per_step record's outcomes."""
     outcomes, toks = rec.meta["outcomes"], rec.meta["completion_tokens"]
-    last, final = len(rec.steps) - 1, int(rec.meta["final_correct"])
+    last, final = len(rec.steps) - 1, int(bool(rec.final_correct))
     if any(len(o) < n for o in outcomes[:last]):
         raise ValueError(
             f"{rec.problem_id}/{rec.sample_id}: needs a per_step run with at least {n} completions"
@@ -70,7 +70,7 @@ def replay(rec: StepLabels, n: int, strategy: str) -> Replay:
             search.update(bool(h))
         hard = [int(i < search.hi) for i in range(last + 1)]
     else:
-        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(ANNOTATION_STRATEGIES)}")
     return Replay(hard, soft, used, tokens)
 
 
@@ -85,8 +85,8 @@ def annotation_quality(
     records: list[StepLabels], problems: list[Problem], ns: tuple[int, ...] = (1, 2, 4, 8, 16)
 ) -> list[dict]:
     """One row per (strategy, N): the metrics of the module docstring."""
-    by_id = {p.id: p for p in problems}
-    recs = [r for r in records if "outcomes" in r.meta and not r.meta.get("skipped")]
+    by_id = index_problems(problems)
+    recs = [r for r in records if "outcomes" in r.meta and not r.skipped]
     if not recs:
         raise ValueError(
             "no per_step records with outcomes to evaluate (run annotate with strategy per_step)"
@@ -96,9 +96,9 @@ def annotation_quality(
     for r in recs:
         if r.problem_id not in by_id:
             raise ValueError(f"labels name problem {r.problem_id}, which is not among the given problems")
-        truths[(r.problem_id, r.sample_id)] = truth_labels(by_id[r.problem_id], r.steps)
+        truths[r.key] = truth_labels(by_id[r.problem_id], r.steps)
     rows = []
-    for strategy in STRATEGIES:
+    for strategy in ANNOTATION_STRATEGIES:
         for n in ns:
             if n > n_max:
                 continue
@@ -107,7 +107,7 @@ def annotation_quality(
             se_bad: list[float] = []
             first_ok = used = tokens = decided = 0
             for r in recs:
-                truth, first = truths[(r.problem_id, r.sample_id)]
+                truth, first = truths[r.key]
                 rep = replay(r, n, strategy)
                 for i in range(len(r.steps) - 1):
                     y, h = truth[i], rep.hard[i]
@@ -169,7 +169,7 @@ def plot_quality(rows: list[dict], path: str | Path) -> None:
         ("completions_per_step", "completions per step"),
     ]
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for strategy in STRATEGIES:
+        for strategy in ANNOTATION_STRATEGIES:
             pts = [(r["n"], r[key]) for r in rows if r["strategy"] == strategy]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=strategy)

@@ -79,7 +79,7 @@ def auc_rows(
         for how in aggregations[name]:
             per: dict[str, list[tuple[float, bool]]] = {}
             for s in solutions:
-                row = by_key.get((s.problem_id, s.sample_id))
+                row = by_key.get(s.key)
                 if row is None:
                     raise ValueError(f"auc: {name} has no scores for {s.problem_id}/{s.sample_id}")
                 x = aggregate(row, how) if row else -math.inf
@@ -157,7 +157,7 @@ def bon_report(
         pool: dict[str, list[Candidate]] = {}
         for pid, sols in by_problem.items():
             for s, g in zip(sols, answer_groups[pid], strict=True):
-                row = scores[name].get((s.problem_id, s.sample_id)) if name else []
+                row = scores[name].get(s.key) if name else []
                 if row is None:
                     raise ValueError(f"bon: {name} has no scores for {s.problem_id}/{s.sample_id}")
                 pool.setdefault(pid, []).append(Candidate(s.answer, bool(s.correct), row, g))

@@ -61,7 +61,7 @@ def verifier_quality(
     agree = total = judged = 0
     pred_first, true_first = [], []
     for s in solutions:
-        row = scores.get((s.problem_id, s.sample_id))
+        row = scores.get(s.key)
         if row is None:
             continue
         if len(row) != len(s.steps):
@@ -120,7 +120,7 @@ def data_quantity_curve(
             path = train_reward(cfg, subset, problems, Path(out_dir) / f"{kind}-{frac:g}")
             rm = StepRewardModel.from_pretrained(path, device="cpu")
             scored = rm.score(qs, [s.steps for s in test_solutions], batch_size=32)
-            scores = {(s.problem_id, s.sample_id): row for s, row in zip(test_solutions, scored, strict=True)}
+            scores = {s.key: row for s, row in zip(test_solutions, scored, strict=True)}
             m = verifier_quality(scores, test_solutions, test_problems)
             m |= {
                 "kind": kind,
@@ -143,5 +143,5 @@ def best_of_n(
 
     pools: dict[str, list[Candidate]] = defaultdict(list)
     for s in solutions:
-        pools[s.problem_id].append(Candidate(s.answer, bool(s.correct), scores[(s.problem_id, s.sample_id)]))
+        pools[s.problem_id].append(Candidate(s.answer, bool(s.correct), scores[s.key]))
     return sum(select(c, "best_of_n", problems[pid].kind, "min") for pid, c in pools.items()) / len(pools)

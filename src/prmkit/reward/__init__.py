@@ -14,7 +14,9 @@ from pathlib import Path
 from prmkit.reward.likelihood import PREFIX as LIKELIHOOD_PREFIX
 from prmkit.reward.likelihood import LikelihoodScorer
 from prmkit.reward.model import META_FILE, StepRewardModel, format_for_scoring
+from prmkit.reward.scoring import Encoded, Scorer, encode_solution
 from prmkit.reward.value import ValueModel
+from prmkit.types import Scores, solution_key
 
 SCORE_CHUNK = 256  # solutions appended together; a killed run loses at most one chunk
 
@@ -80,12 +82,10 @@ def score_solutions(
     # chunks of fixed bounds, each appended in one write: a chunk cut short by a kill is scored again
     # whole, in the same length-sorted batches, so the scores equal an uninterrupted run's to the bit
     starts = range(0, len(solutions), SCORE_CHUNK)
-    units = [[(s.problem_id, s.sample_id) for s in solutions[i : i + SCORE_CHUNK]] for i in starts]
-    appender, done = open_appender(
-        out_path, key=lambda r: (r["problem_id"], r["sample_id"]), units=units, config=claim
-    )
-    todo = [s for s in solutions if (s.problem_id, s.sample_id) not in done]
-    left = {(s.problem_id, s.sample_id) for s in todo}
+    units = [[s.key for s in solutions[i : i + SCORE_CHUNK]] for i in starts]
+    appender, done = open_appender(out_path, key=solution_key, units=units, config=claim)
+    todo = [s for s in solutions if s.key not in done]
+    left = {s.key for s in todo}
     bar = rm = None
     try:
         with appender:
@@ -108,9 +108,7 @@ def score_solutions(
 
                     bar = tqdm(total=len(todo), desc=f"scoring {Path(out_path).name}", unit="solution")
             for start in starts:
-                chunk = [
-                    s for s in solutions[start : start + SCORE_CHUNK] if (s.problem_id, s.sample_id) in left
-                ]
+                chunk = [s for s in solutions[start : start + SCORE_CHUNK] if s.key in left]
                 if not chunk:
                     continue
                 scores = rm.score(
@@ -119,8 +117,7 @@ def score_solutions(
                     batch_size=batch_size,
                 )
                 appender.write_many(
-                    {"problem_id": s.problem_id, "sample_id": s.sample_id, "scores": sc}
-                    for s, sc in zip(chunk, scores, strict=True)
+                    Scores(s.problem_id, s.sample_id, sc) for s, sc in zip(chunk, scores, strict=True)
                 )
                 if bar is not None:
                     bar.update(len(chunk))
@@ -134,6 +131,9 @@ def score_solutions(
 
 __all__ = [
     "LIKELIHOOD_PREFIX",
+    "Encoded",
+    "Scorer",
+    "encode_solution",
     "LikelihoodScorer",
     "StepRewardModel",
     "ValueModel",

@@ -90,7 +90,7 @@ def critique_pairs(
         if s.problem_id not in problems:
             raise ValueError(f"critique: {s.problem_id}/{s.sample_id} names an unknown problem")
         p = problems[s.problem_id]
-        text = (critiques or {}).get((s.problem_id, s.sample_id))
+        text = (critiques or {}).get(s.key)
         if text is None and p.source == "world" and s.steps:
             text = critique_text(p, s.steps, judge(p, s.steps))
         if text is None:

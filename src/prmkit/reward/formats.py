@@ -21,17 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prmkit.models import STEP_TAG, format_prompt
+from prmkit.reward.scoring import encode_solution, format_for_scoring
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
-def format_for_scoring(question: str, steps: list[str], tag: str = STEP_TAG) -> str:
-    """The prmkit format: the prompt, then every step followed by a space, the tag and a newline.
-
-    >>> format_for_scoring("1+1?", ["1+1=2", "#### 2"], "<t>")
-    'Question: 1+1?\\nAnswer:\\n1+1=2 <t>\\n#### 2 <t>\\n'
-    """
-    return format_prompt(question) + "".join(f"{step} {tag}\n" for step in steps)
 
 
 @dataclass(frozen=True)
@@ -42,29 +34,38 @@ class PRMFormat:
     good: str = "+"
     bad: str = "-"
 
+    def prompt(self, question: str) -> str:
+        """The text before the first step."""
+        if self.name == "math-shepherd":
+            return f"{question} "
+        if self.name == "qwen-prm":
+            return (
+                f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
+                "<|im_start|>assistant\n"
+            )
+        if self.name == "trl":
+            return question
+        return format_prompt(question)
+
     def render(self, question: str, steps: list[str], tag: str | None = None) -> str:
         """The scored text (for formats read at a tag)."""
         tag = tag or self.tag
         if self.name == "math-shepherd":
-            return f"{question} " + "\n".join(f"Step {i + 1}: {s} {tag}" for i, s in enumerate(steps))
+            return self.prompt(question) + "\n".join(f"Step {i + 1}: {s} {tag}" for i, s in enumerate(steps))
         if self.name == "qwen-prm":
-            return (
-                f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
-                f"<|im_start|>assistant\n" + "".join(f"{s}{tag}" for s in steps) + "<|im_end|><|endoftext|>"
-            )
+            return self.prompt(question) + "".join(f"{s}{tag}" for s in steps) + "<|im_end|><|endoftext|>"
         return format_for_scoring(question, steps, tag)
 
     def encode(self, tokenizer, question: str, steps: list[str], tag_id: int | None, tag: str | None = None):
-        """(token ids, the position each step's score is read at)."""
-        if self.tag is None:  # TRL: prompt, then each step + separator tokenised on its own
-            ids = list(tokenizer(question)["input_ids"])
-            positions = []
-            for s in steps:
-                ids += tokenizer(s + "\n", add_special_tokens=False)["input_ids"]
-                positions.append(len(ids) - 1)
-            return ids, positions
-        ids = tokenizer(self.render(question, steps, tag))["input_ids"]
-        return ids, [i for i, t in enumerate(ids) if t == tag_id]
+        """``scoring.Encoded``: token ids, the position each step's score is read at, the prompt's length.
+        TRL's format is the pieces layout over the raw question; the others are tagged texts."""
+        tag = tag or self.tag
+        if tag is None:
+            return encode_solution(tokenizer, question, steps, prompt=self.prompt(question))
+        text = self.render(question, steps, tag)
+        return encode_solution(
+            tokenizer, question, steps, tag, tag_id=tag_id, prompt=self.prompt(question), text=text
+        )
 
 
 FORMATS: dict[str, PRMFormat] = {

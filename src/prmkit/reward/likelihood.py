@@ -22,28 +22,12 @@ vocabulary are computed, so with a large vocabulary keep ``batch_size`` small.
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
-from prmkit.models import format_prompt
+from prmkit.reward.scoring import Encoded, check_lengths, encode_solution, score_encoded
 
 PREFIX = "likelihood:"  # load_reward_model("likelihood:PATH"): the generator at PATH scores by likelihood
-
-
-def encode_solution(tokenizer, question: str, steps: list[str]) -> tuple[list[int], int, list[int]]:
-    """(ids, prompt length, index of the token that ends each step), as the generator was trained:
-    prompt, ``step + "\\n"`` pieces, the last step without "\\n", then EOS (the last step's end)."""
-    ids = tokenizer(format_prompt(question))["input_ids"]
-    n_prompt, ends = len(ids), []
-    for i, step in enumerate(steps):
-        piece = step if i == len(steps) - 1 else step + "\n"
-        ids = ids + tokenizer(piece, add_special_tokens=False)["input_ids"]
-        ends.append(len(ids) - 1)
-    if steps:
-        ids = ids + [tokenizer.eos_token_id]
-        ends[-1] = len(ids) - 1
-    return ids, n_prompt, ends
 
 
 def running_means(token_logps: list[float], n_prompt: int, ends: list[int]) -> list[float]:
@@ -98,32 +82,19 @@ class LikelihoodScorer:
 
     def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
         """Per step, exp(mean log-prob) of the solution so far, in input order; ``nan`` for cut steps."""
-        import torch
+        check_lengths("likelihood", questions, steps)
 
-        if len(questions) != len(steps):
-            raise ValueError(f"likelihood: {len(questions)} questions but {len(steps)} step lists")
-        encoded = [encode_solution(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)]
-        n_cut = sum(len(ids) > self.max_length for ids, _, _ in encoded)
-        if n_cut:
-            warnings.warn(
-                f"likelihood: {n_cut} of {len(encoded)} solutions truncated to {self.max_length} tokens",
-                stacklevel=2,
-            )
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-        results: list[list[float]] = [[] for _ in encoded]
-        device, pad = next(self.lm.parameters()).device, self.tokenizer.pad_token_id
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            rows = [encoded[i][0][: self.max_length] for i in idx]
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)  # right padding
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            with torch.no_grad():
-                logits = self.lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
-                # log P(token t | tokens < t) sits at t - 1
-                logp = logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()  # (B, T-1)
-            for b, i in enumerate(idx):
-                _, n_prompt, ends = encoded[i]
-                per_token = [0.0] + logp[b, : len(rows[b]) - 1].tolist()  # index t = token t
-                results[i] = running_means(per_token, n_prompt, ends)
-        return results
+        def forward(ids, mask):  # (B, T-1): log P(token t | tokens < t) sits at t - 1
+            logits = self.lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
+            return logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+        def read(logp, enc: Encoded, kept: int) -> list[float]:
+            per_token = [0.0] + logp[: kept - 1].tolist()  # index t = token t
+            return running_means(per_token, enc.n_prompt, enc.positions)
+
+        encoded = [
+            encode_solution(self.tokenizer, q, s, eos=True) for q, s in zip(questions, steps, strict=True)
+        ]
+        return score_encoded(
+            encoded, forward, read, self.lm, self.tokenizer, self.max_length, batch_size, "likelihood"
+        )

@@ -22,15 +22,14 @@ The kind, tag and label tokens live in ``prmkit_reward.json`` beside the Hugging
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 from prmkit.reward.formats import PRMFormat, format_for_scoring, get_format  # noqa: F401 (re-exported)
+from prmkit.reward.scoring import Encoded, check_lengths, read_at, score_encoded
 
 META_FILE = "prmkit_reward.json"
-KINDS = ("prm", "orm")
+REWARD_KINDS = ("prm", "orm")
 
 
 def single_token_id(tokenizer, text: str, what: str) -> int:
@@ -77,8 +76,8 @@ class StepRewardModel:
         max_length: int | None = None,
         format: str = "prmkit",
     ):
-        if kind not in KINDS:
-            raise ValueError(f"reward kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind not in REWARD_KINDS:
+            raise ValueError(f"reward kind must be one of {', '.join(REWARD_KINDS)}, got {kind!r}")
         self.fmt: PRMFormat = get_format(format)
         self.model, self.tokenizer, self.kind, self.tag = model, tokenizer, kind, tag or self.fmt.tag
         self.good, self.bad = good, bad
@@ -146,57 +145,32 @@ class StepRewardModel:
         write_meta(out_dir, {**self.meta(), **(extra or {})})
         return out_dir
 
-    def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
+    def encode(self, question: str, steps: list[str]) -> Encoded:
         """Token ids of the scored text and the position of each step's tag (uncut)."""
-        ids, tags = self.fmt.encode(self.tokenizer, question, steps, self.tag_id, self.tag)
-        if len(tags) != len(steps):
-            raise ValueError(
-                f"reward: found {len(tags)} step tags for {len(steps)} steps (does a step contain {self.tag!r}?)"
-            )
-        return ids, tags
+        try:
+            return self.fmt.encode(self.tokenizer, question, steps, self.tag_id, self.tag)
+        except ValueError as e:
+            raise ValueError(f"reward: {e}") from None
 
     def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
         """P(good) per step, in input order; ``nan`` for steps whose tag fell beyond ``max_length``."""
-        import torch
-
-        if len(questions) != len(steps):
-            raise ValueError(f"reward: {len(questions)} questions but {len(steps)} step lists")
-        encoded = [self.encode(q, s) for q, s in zip(questions, steps, strict=True)]
-        n_cut = sum(len(ids) > self.max_length for ids, _ in encoded)
-        if n_cut:
-            warnings.warn(
-                f"reward: {n_cut} of {len(encoded)} solutions exceed {self.max_length} tokens and were "
-                "truncated; steps whose tag was cut score nan",
-                stacklevel=2,
-            )
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-        results: list[list[float]] = [[] for _ in encoded]
-        device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
+        check_lengths("reward", questions, steps)
         self.model.eval()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            rows = [encoded[i][0][: self.max_length] for i in idx]
-            width = max(len(r) for r in rows)
-            # right padding keeps every real token at its unpadded position id
-            input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            with torch.no_grad():
-                if self.fmt.head == "lm":  # label-token logits: P("+") against "-"
-                    p_good = (
-                        label_logits(self.model, input_ids, mask, self.label_ids).float().softmax(-1)[..., 0]
-                    )
-                else:  # a two-class token head: P(class 1)
-                    logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-                    p_good = logits[..., :2].float().softmax(-1)[..., 1]
-            p_good = p_good.cpu()  # (B, T)
-            for b, i in enumerate(idx):
-                tags = encoded[i][1]
-                scores = [float(p_good[b, t]) if t < self.max_length else math.nan for t in tags]
-                if self.kind == "orm":
-                    scores = [scores[-1]] * len(scores) if scores else []
-                results[i] = scores
-        return results
+
+        def forward(input_ids, mask):  # (B, T) P(good)
+            if self.fmt.head == "lm":  # label-token logits: P("+") against "-"
+                return label_logits(self.model, input_ids, mask, self.label_ids).float().softmax(-1)[..., 0]
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits  # a two-class token head
+            return logits[..., :2].float().softmax(-1)[..., 1]  # P(class 1)
+
+        def read(p_good, enc: Encoded, kept: int) -> list[float]:
+            scores = read_at(p_good, enc, kept)
+            return [scores[-1]] * len(scores) if self.kind == "orm" and scores else scores
+
+        encoded = [self.encode(q, s) for q, s in zip(questions, steps, strict=True)]
+        return score_encoded(
+            encoded, forward, read, self.model, self.tokenizer, self.max_length, batch_size, "reward"
+        )
 
 
 def load_token_classifier(

@@ -1,6 +1,6 @@
 """Training a PRM or ORM on step labels (Math-Shepherd, PRM800K) through ``transformers.Trainer``.
 
-Each labelled solution becomes ``format_for_scoring(question, steps)`` with a target in [0, 1] at
+Each labelled solution becomes ``scoring.encode_solution(tokenizer, question, steps, tag)`` with a target in [0, 1] at
 every supervised tag. The loss reads the logits of the two label tokens ("+", "-") at the tags,
 log-softmaxes them and takes the cross-entropy against the soft target (p for "+", 1 - p for "-"):
 
@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.models import STEP_TAG
-from prmkit.reward.model import KINDS, StepRewardModel, format_for_scoring, write_meta
+from prmkit.reward.model import REWARD_KINDS, StepRewardModel, write_meta
+from prmkit.reward.scoring import encode_solution
 from prmkit.training import check_training, train_and_save, training_args
-from prmkit.types import Problem, Solution, StepLabels
+from prmkit.types import Problem, Solution, SolutionKey, StepLabels
 
-LABELS = ("hard", "soft")
+LABEL_TYPES = ("hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,10 @@ class RewardConfig:
     revision: str | None = None  # pin the init model's hub id to a branch, tag or commit
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind: unknown {self.kind!r}; valid: {', '.join(KINDS)}")
-        if self.label not in LABELS:
-            raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABELS)}")
+        if self.kind not in REWARD_KINDS:
+            raise ValueError(f"kind: unknown {self.kind!r}; valid: {', '.join(REWARD_KINDS)}")
+        if self.label not in LABEL_TYPES:
+            raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABEL_TYPES)}")
         if not self.lm_coef >= 0:
             raise ValueError(f"{self.kind}.lm_coef must be >= 0, got {self.lm_coef}")
         check_training(self, self.kind)
@@ -76,7 +77,7 @@ class RewardConfig:
 def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
     """The target P(good) per step (None = not supervised).
 
-    >>> r = StepLabels("p", 0, ["a", "b", "c"], [1, 0, 1], [0.75, 0.0, 0.5], meta={"final_correct": False})
+    >>> r = StepLabels("p", 0, ["a", "b", "c"], [1, 0, 1], [0.75, 0.0, 0.5], final_correct=False)
     >>> step_targets(r, RewardConfig()), step_targets(r, RewardConfig(label="soft"))
     ([1.0, 0.0, 1.0], [0.75, 0.0, 0.5])
     >>> step_targets(r, RewardConfig(first_error_only=True)), step_targets(r, RewardConfig(kind="orm"))
@@ -89,7 +90,9 @@ def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
             f"{len(rec.soft)} soft values for {n} steps"
         )
     if cfg.kind == "orm":
-        final = rec.meta.get("final_correct", rec.hard[-1] if n else None)
+        final = rec.target if rec.target is not None else rec.final_correct
+        if final is None:
+            final = rec.hard[-1] if n else None
         return [None] * (n - 1) + [None if final is None else float(final)] if n else []
     values = rec.hard if cfg.label == "hard" else rec.soft
     targets = [None if v is None else float(v) for v in values]
@@ -100,12 +103,12 @@ def step_targets(rec: StepLabels, cfg: RewardConfig) -> list[float | None]:
     return targets
 
 
-def prm_supervised(labels: list[StepLabels], scores: dict[tuple[str, int], list[float]]) -> list[StepLabels]:
+def prm_supervised(labels: list[StepLabels], scores: dict[SolutionKey, list[float]]) -> list[StepLabels]:
     """ORM labels from a PRM's step scores (``io.read_scores``): each solution's target is the PRM's min step score (Lightman et al.'s
     "ORM supervised by a large PRM"); solutions the PRM did not score are dropped.
 
-    >>> r = StepLabels("p", 0, ["a", "b"], [1, 1], [1.0, 1.0], meta={"final_correct": True})
-    >>> prm_supervised([r], {("p", 0): [0.9, 0.25]})[0].meta["final_correct"]
+    >>> r = StepLabels("p", 0, ["a", "b"], [1, 1], [1.0, 1.0], final_correct=True)
+    >>> prm_supervised([r], {("p", 0): [0.9, 0.25]})[0].target
     0.25
     """
     import dataclasses
@@ -113,11 +116,9 @@ def prm_supervised(labels: list[StepLabels], scores: dict[tuple[str, int], list[
 
     out = []
     for r in labels:
-        row = scores.get((r.problem_id, r.sample_id))
+        row = scores.get(r.key)
         if row and not any(math.isnan(x) for x in row):
-            out.append(
-                dataclasses.replace(r, meta={**r.meta, "final_correct": min(row), "target": "prm-min"})
-            )
+            out.append(dataclasses.replace(r, target=min(row)))
     if not out:
         raise ValueError("reward: the PRM scores match none of the labelled solutions")
     return out
@@ -129,7 +130,7 @@ def outcome_labels(solutions: list[Solution]) -> list[StepLabels]:
     Ungraded and step-less solutions are dropped.
 
     >>> r = outcome_labels([Solution("p", 0, "a\\nb", ["a", "b"], "3", True)])[0]
-    >>> r.hard, r.meta["final_correct"]
+    >>> r.hard, r.final_correct
     ([None, None], True)
     """
     return [
@@ -139,7 +140,7 @@ def outcome_labels(solutions: list[Solution]) -> list[StepLabels]:
             s.steps,
             [None] * len(s.steps),
             [None] * len(s.steps),
-            meta={"final_correct": bool(s.correct)},
+            final_correct=bool(s.correct),
         )  # fmt: skip
         for s in solutions
         if s.steps and s.correct is not None
@@ -160,25 +161,20 @@ def build_examples(
     (1 at the tokens the LM loss predicts: ``lm_targets``). Tags cut by ``max_length`` are dropped,
     and a row left with no supervised tag is dropped too.
     """
-    from prmkit.models import format_prompt
-
     tag_id = tokenizer.convert_tokens_to_ids(tag)
     rows = []
     for rec in labels:
-        if rec.meta.get("skipped"):
+        if rec.skipped:
             continue
         targets = step_targets(rec, cfg)
         if rec.problem_id not in problems:
             raise ValueError(f"reward: labels of {rec.problem_id}/{rec.sample_id} name an unknown problem")
-        text = format_for_scoring(problems[rec.problem_id].question, rec.steps, tag)
-        ids = tokenizer(text)["input_ids"]
-        tags = [i for i, t in enumerate(ids) if t == tag_id]
-        if len(tags) != len(rec.steps):
-            raise ValueError(
-                f"reward: {rec.problem_id}/{rec.sample_id}: {len(tags)} tags for {len(rec.steps)} steps"
-            )
-        ids = ids[: cfg.max_length]
-        kept = [(t, y) for t, y in zip(tags, targets, strict=True) if y is not None and t < len(ids)]
+        try:
+            enc = encode_solution(tokenizer, problems[rec.problem_id].question, rec.steps, tag, tag_id=tag_id)
+        except ValueError as e:
+            raise ValueError(f"reward: {rec.problem_id}/{rec.sample_id}: {e}") from None
+        ids = enc.ids[: cfg.max_length]
+        kept = [(t, y) for t, y in zip(enc.positions, targets, strict=True) if y is not None and t < len(ids)]
         if kept:
             row = {
                 "input_ids": ids,
@@ -188,8 +184,7 @@ def build_examples(
                 "problem_id": rec.problem_id,
             }
             if cfg.lm_coef > 0:
-                n_prompt = len(tokenizer(format_prompt(problems[rec.problem_id].question))["input_ids"])
-                row["lm_mask"] = lm_targets(ids, n_prompt, tag_id)
+                row["lm_mask"] = lm_targets(ids, enc.n_prompt, tag_id)
             rows.append(row)
     return rows
 
@@ -215,7 +210,7 @@ def soft_label_loss(logits, targets):
     return nll.mean() if nll.numel() else logits.sum() * 0.0
 
 
-def collate(features: list[dict[str, Any]], pad_id: int):
+def collate_rewards(features: list[dict[str, Any]], pad_id: int):
     """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere; and, when
     the rows have one (``lm_coef > 0``), the boolean ``lm_mask`` (B, T) of the LM loss's tokens."""
     import torch
@@ -289,7 +284,7 @@ def train_reward(
         args=args,
         train_dataset=datasets.Dataset.from_list(train_rows),
         eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
-        data_collator=lambda fs: collate(fs, rm.tokenizer.pad_token_id),
+        data_collator=lambda fs: collate_rewards(fs, rm.tokenizer.pad_token_id),
         processing_class=rm.tokenizer,
         compute_metrics=step_metrics,
     )
@@ -310,7 +305,7 @@ def train_reward(
 
 
 def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):
-    """(loss, label logits (B, T, 2)) of a batch from ``collate``, in one forward pass:
+    """(loss, label logits (B, T, 2)) of a batch from ``collate_rewards``, in one forward pass:
     ``soft_label_loss`` at the tags, plus ``lm_coef`` times the LM loss at ``inputs["lm_mask"]``."""
     from prmkit.training import next_token_loss
 

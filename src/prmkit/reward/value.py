@@ -9,10 +9,11 @@ over the solution's tokens (never the prompt's), where y is the solution's corre
 supervises the value only at the last token: the paper's solution-level verifier, which it found
 worse than the token-level one. The LM loss is the paper's auxiliary objective (on, coefficient 1).
 
-Step boundaries. A solution is tokenised piece by piece: ``format_prompt(question)``, then each step
-followed by "\\n", each piece on its own, and the ids concatenated. The pieces are what the model is
-trained and scored on, so the value of step i is read at the last token of piece i (its "\\n") and
-all steps of a solution are scored in one forward pass, like ``StepRewardModel``; no step tag is used.
+Step boundaries. A solution is tokenised piece by piece (``scoring.encode_solution`` without a tag):
+``format_prompt(question)``, then each step followed by "\\n", each piece on its own, and the ids
+concatenated. The pieces are what the model is trained and scored on, so the value of step i is read
+at the last token of piece i (its "\\n") and all steps of a solution are scored in one forward pass,
+like ``StepRewardModel``; no step tag is used.
 
 Departures: residual dropout (paper 0.2) is not something Llama has. ``resid_dropout`` sets every
 dropout field of the model's config that exists (``attention_dropout``, ``resid_pdrop``,
@@ -27,13 +28,12 @@ final directory holds the plain LM plus ``value_head.safetensors`` and ``prmkit_
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prmkit.models import format_prompt
 from prmkit.reward.model import META_FILE, write_meta
+from prmkit.reward.scoring import check_lengths, encode_solution, read_at, score_encoded
 from prmkit.training import check_training, next_token_loss
 from prmkit.types import Problem, Solution, StepLabels
 
@@ -70,17 +70,7 @@ class ValueConfig:
         check_training(self, "value")
 
 
-def encode_steps(tokenizer, question: str, steps: list[str]) -> tuple[list[int], int, list[int]]:
-    """(ids, prompt length, last-token index of each step): prompt and ``step + "\\n"`` pieces."""
-    ids = tokenizer(format_prompt(question))["input_ids"]
-    n_prompt, ends = len(ids), []
-    for step in steps:
-        ids = ids + tokenizer(step + "\n", add_special_tokens=False)["input_ids"]
-        ends.append(len(ids) - 1)
-    return ids, n_prompt, ends
-
-
-def value_loss(values_logit, lm_logits, input_ids, targets, lm_coef: float):
+def verifier_loss(values_logit, lm_logits, input_ids, targets, lm_coef: float):
     """BCE of (B, T) value logits against ``targets`` (B, T; < 0 = unsupervised) plus ``lm_coef`` times
     the next-token CE of (B, T, V) ``lm_logits`` at the supervised positions' successors."""
     import torch.nn.functional as F
@@ -175,35 +165,21 @@ class ValueModel:
 
     def score(self, questions: list[str], steps: list[list[str]], batch_size: int = 16) -> list[list[float]]:
         """P(correct) at the end of each step, in input order; ``nan`` for steps cut by ``max_length``."""
-        import torch
-
-        if len(questions) != len(steps):
-            raise ValueError(f"value: {len(questions)} questions but {len(steps)} step lists")
-        encoded = [encode_steps(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)]
-        n_cut = sum(len(ids) > self.max_length for ids, _, _ in encoded)
-        if n_cut:
-            warnings.warn(f"value: {n_cut} of {len(encoded)} solutions truncated to {self.max_length} tokens",
-                          stacklevel=2)  # fmt: skip
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-        results: list[list[float]] = [[] for _ in encoded]
-        device, pad = next(self.lm.parameters()).device, self.tokenizer.pad_token_id
+        check_lengths("value", questions, steps)
         self.lm.eval()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            rows = [encoded[i][0][: self.max_length] for i in idx]
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)  # right padding
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            with torch.no_grad():
-                v = forward_values(self.lm, ids, mask)[0].float().sigmoid().cpu()  # (B, T)
-            for b, i in enumerate(idx):
-                results[i] = [float(v[b, e]) if e < self.max_length else math.nan for e in encoded[i][2]]
-        return results
+        encoded = [encode_solution(self.tokenizer, q, s) for q, s in zip(questions, steps, strict=True)]
+
+        def forward(ids, mask):  # (B, T)
+            return forward_values(self.lm, ids, mask)[0].float().sigmoid()
+
+        return score_encoded(
+            encoded, forward, read_at, self.lm, self.tokenizer, self.max_length, batch_size, "value"
+        )
 
 
 def solution_target(rec: Solution | StepLabels) -> bool | None:
-    """The solution's correctness: ``Solution.correct`` or ``StepLabels.meta["final_correct"]``."""
-    return rec.correct if isinstance(rec, Solution) else rec.meta.get("final_correct")
+    """The solution's correctness: ``Solution.correct`` or ``StepLabels.final_correct``."""
+    return rec.correct if isinstance(rec, Solution) else rec.final_correct
 
 
 def build_value_examples(
@@ -218,8 +194,8 @@ def build_value_examples(
             continue
         if rec.problem_id not in problems:
             raise ValueError(f"value: {rec.problem_id}/{rec.sample_id} names an unknown problem")
-        ids, n_prompt, _ = encode_steps(tokenizer, problems[rec.problem_id].question, rec.steps)
-        ids = ids[: cfg.max_length]
+        enc = encode_solution(tokenizer, problems[rec.problem_id].question, rec.steps)
+        ids, n_prompt = enc.ids[: cfg.max_length], enc.n_prompt
         if len(ids) <= n_prompt:
             continue
         targets = [-100.0] * n_prompt + [float(y)] * (len(ids) - n_prompt)
@@ -264,7 +240,7 @@ def make_value_trainer(lm_coef: float, **kw: Any):
             targets = inputs.pop("value_targets")  # (B, T)
             lm = getattr(model, "module", model)
             v, logits = forward_values(lm, inputs["input_ids"], inputs["attention_mask"], lm_coef > 0)
-            loss = value_loss(v, logits, inputs["input_ids"], targets, lm_coef)
+            loss = verifier_loss(v, logits, inputs["input_ids"], targets, lm_coef)
             return (loss, {"values": v.detach().float().sigmoid()}) if return_outputs else loss
 
     return ValueTrainer(**kw)

@@ -15,14 +15,13 @@ scores them with the ``hf`` scorer. vLLM is imported when a scorer is built.
 
 from __future__ import annotations
 
-import math
 import os
-import warnings
 from types import SimpleNamespace
 from typing import Any
 
 from prmkit.reward.formats import get_format
 from prmkit.reward.model import StepRewardModel
+from prmkit.reward.scoring import check_lengths, read_at, warn_cut
 
 
 class VLLMScorer:
@@ -94,26 +93,19 @@ class VLLMScorer:
         ``batch_size`` is accepted for the shared interface: the engine batches."""
         from vllm.inputs import TokensPrompt
 
-        if len(questions) != len(steps):
-            raise ValueError(f"reward: {len(questions)} questions but {len(steps)} step lists")
+        check_lengths("reward", questions, steps)
         limit = self.rm.max_length
         encoded = [self.rm.encode(q, s) for q, s in zip(questions, steps, strict=True)]
-        n_cut = sum(len(ids) > limit for ids, _ in encoded)
-        if n_cut:
-            warnings.warn(
-                f"reward: {n_cut} of {len(encoded)} solutions exceed {limit} tokens and were truncated; "
-                "steps whose tag was cut score nan",
-                stacklevel=2,
-            )
+        warn_cut("reward", [len(e.ids) for e in encoded], limit)
         outs = self.llm.encode(
-            [TokensPrompt(prompt_token_ids=ids[:limit]) for ids, _ in encoded],
+            [TokensPrompt(prompt_token_ids=e.ids[:limit]) for e in encoded],
             pooling_task="token_classify",
             use_tqdm=False,
         )
         results = []
-        for (_, tags), out in zip(encoded, outs, strict=True):
+        for enc, out in zip(encoded, outs, strict=True):
             p_good = out.outputs.data.float().reshape(-1).tolist()  # (T,) P(good) at every position
-            scores = [p_good[t] if t < limit else math.nan for t in tags]
+            scores = read_at(p_good, enc, min(len(enc.ids), limit))
             if self.kind == "orm":
                 scores = [scores[-1]] * len(scores) if scores else []
             results.append(scores)
