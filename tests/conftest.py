@@ -41,3 +41,10 @@ def tiny_model_dir(tmp_path):
         return path
 
     return save
+
+
+def text_completions(texts, finishes):
+    """Completions as a text-only backend (``openai``) gives them: no token ids."""
+    from prmkit.policy.base import Completion
+
+    return [Completion(t, len(t), f) for t, f in zip(texts, finishes, strict=True)]

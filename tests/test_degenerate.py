@@ -65,6 +65,8 @@ def test_an_empty_solution_is_never_picked_over_a_non_empty_one():
 def test_ppo_rewards_for_degenerate_rollouts(world, tmp_path):
     """PPO's rewards from a real (tiny) PRM for each degenerate text: finite, and a step cut by the
     reward model's context scores 0 like a step-less rollout."""
+    from conftest import text_completions
+
     from prmkit.models import new_model
     from prmkit.reward import StepRewardModel
     from prmkit.rl.rollout import encode_rollouts, score_rollouts
@@ -75,7 +77,7 @@ def test_ppo_rewards_for_degenerate_rollouts(world, tmp_path):
     prm = StepRewardModel.from_pretrained(tmp_path / "prm", device="cpu")
     p = problems[0]
     texts, finishes = zip(*DEGENERATE.values(), strict=True)
-    rollouts = encode_rollouts(tok, [p] * len(texts), list(texts), list(finishes))
+    rollouts = encode_rollouts(tok, [p] * len(texts), text_completions(list(texts), list(finishes)))
     for reward in ("process", "outcome", "answer"):
         positions, values, correct = score_rollouts(rollouts, {p.id: p}, reward, prm)
         assert len(values) == len(texts) and not any(correct)

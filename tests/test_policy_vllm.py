@@ -115,6 +115,42 @@ def test_stop_strings_and_token_budget(engine, model_dir):
     assert c.finish_reason == "length" and c.n_tokens == 5
 
 
+def test_load_weights_follows_a_trained_policy(model_dir, hf, world, tmp_path):
+    """RL reloads the live policy's weights into the engine each iteration: after a reload, greedy text
+    is the new weights' (as ``hf`` writes it), and reloading the old weights brings the old text back."""
+    from transformers import AutoModelForCausalLM
+
+    _, tok = world
+    pol = VLLMPolicy(model_dir, calculator=False, max_new_tokens=40, **ENGINE)
+    try:
+        before = _rows(pol.generate(PROMPTS, temperature=0.0))
+        # the same model taught other scripts: every 15 becomes 16 and every 20 becomes 21
+        other = AutoModelForCausalLM.from_pretrained(model_dir)
+        moved = {q: s.replace("15", "16").replace("20", "21") for q, s in SCRIPTS.items()}
+        enc = tok(
+            [format_prompt(q) + s + tok.eos_token for q, s in moved.items()],
+            return_tensors="pt",
+            padding=True,
+        )
+        opt = torch.optim.AdamW(other.parameters(), lr=1e-2)
+        for _ in range(60):
+            other(
+                **enc, labels=enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            ).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        other.save_pretrained(tmp_path / "moved")
+        pol.load_weights(tmp_path / "moved")
+        after = _rows(pol.generate(PROMPTS, temperature=0.0))
+        theirs = HFPolicy(other, hf.tokenizer, calculator=False, max_new_tokens=40, device="cpu")
+        assert after == _rows(theirs.generate(PROMPTS, temperature=0.0))
+        assert [row[0][0] for row in after] == list(moved.values())
+        pol.load_weights(model_dir)
+        assert _rows(pol.generate(PROMPTS, temperature=0.0)) == before
+    finally:
+        pol.close()
+
+
 def test_annotation_through_vllm(engine, hf, tmp_path):
     from prmkit.annotate import AnnotateConfig, annotate
     from prmkit.sample import make_solution

@@ -6,10 +6,12 @@ import math
 
 import pytest
 import torch
+from conftest import text_completions
 from typer.testing import CliRunner
 
 from prmkit.cli import app
 from prmkit.models import format_prompt, new_model, train_tokenizer
+from prmkit.policy.base import Completion
 from prmkit.reward import StepRewardModel
 from prmkit.rl import PPOConfig, RFTConfig, train_ppo, train_rft
 from prmkit.rl import rollout as rollout_mod
@@ -77,7 +79,7 @@ def test_ppo_updates_lower_the_loss_and_move_the_policy_towards_the_advantage(wo
 
     _, tok = world
     wrong = TEXT.replace("13 pens.\n#### 13", "14 pens.\n#### 14")
-    rollouts = encode_rollouts(tok, [PROBLEM, PROBLEM], [TEXT, wrong], ["eos", "eos"])
+    rollouts = encode_rollouts(tok, [PROBLEM, PROBLEM], text_completions([TEXT, wrong], ["eos", "eos"]))
     batch = collate(rollouts, tok.pad_token_id, "cpu")
     mask = batch["mask"] * batch["chosen"]  # (B, T): the policy's own tokens
     adv = torch.tensor([[1.0], [-1.0]]) * mask  # (B, T)
@@ -117,7 +119,7 @@ def test_value_loss_clips_around_the_old_value():
 @pytest.fixture(scope="module")
 def hand(world):
     _, tok = world
-    (r,) = encode_rollouts(tok, [PROBLEM], [TEXT], ["eos"])
+    (r,) = encode_rollouts(tok, [PROBLEM], text_completions([TEXT], ["eos"]))
     return tok, r
 
 
@@ -132,8 +134,33 @@ def test_rollout_tokens_forced_results_and_step_ends(hand):
     assert [pieces[e] for e in r.step_ends] == [".", ".", "3"]
     assert "".join(pieces[: r.step_ends[0] + 1]) == r.steps[0]
     assert "".join(pieces[r.step_ends[1] + 1 : r.step_ends[2] + 1]) == "\n#### 13"
-    (cut,) = encode_rollouts(tok, [PROBLEM], [TEXT], ["length"])  # no EOS when cut off
+    (cut,) = encode_rollouts(tok, [PROBLEM], text_completions([TEXT], ["length"]))  # no EOS when cut off
     assert cut.ids == r.ids[:-1] and cut.step_ends == r.step_ends
+
+
+def test_rollout_from_sampled_ids(hand):
+    """A completion with its token ids is used as sampled: the canonical ids give the text path's
+    rollout, and ids the tokenizer would never produce (one token per character) are kept as they are,
+    with the backend's forced mask and step ends read from their pieces."""
+    tok, r = hand
+    ids, forced = r.ids[r.n_prompt : -1], [not c for c in r.chosen[:-1]]
+    (same,) = encode_rollouts(tok, [PROBLEM], [Completion(TEXT, len(ids), "eos", tuple(ids), tuple(forced))])
+    assert same == r
+    chars = [i for ch in TEXT for i in tok.encode(ch, add_special_tokens=False)]
+    assert len(chars) == len(TEXT) and tok.decode(chars) == TEXT and chars != ids
+    by_calc = [False] * len(TEXT)
+    for span in ("12>>", "13>>"):
+        start = TEXT.index(span)
+        by_calc[start : start + len(span)] = [True] * len(span)
+    (own,) = encode_rollouts(
+        tok, [PROBLEM], [Completion(TEXT, len(chars), "eos", tuple(chars), tuple(by_calc))]
+    )
+    assert (
+        own.ids[own.n_prompt :] == [*chars, tok.eos_token_id]
+        and own.ids[: own.n_prompt] == r.ids[: r.n_prompt]
+    )
+    assert own.chosen == [not f for f in by_calc] + [True]
+    assert [TEXT[e] for e in own.step_ends] == [".", ".", "3"] and own.steps == r.steps
 
 
 def test_rewards_land_on_the_step_ends(hand):
@@ -160,10 +187,10 @@ def test_rewards_land_on_the_step_ends(hand):
 
 def test_rollout_without_steps_and_bad_scores(world):
     _, tok = world
-    empty, blank = encode_rollouts(tok, [PROBLEM, PROBLEM], ["", " \n "], ["eos", "length"])
+    empty, blank = encode_rollouts(tok, [PROBLEM, PROBLEM], text_completions(["", " \n "], ["eos", "length"]))
     assert empty.n_response == 1 and empty.ids[-1] == tok.eos_token_id and not empty.steps
     assert blank.n_response >= 1 and not blank.steps
-    (good,) = encode_rollouts(tok, [PROBLEM], [TEXT], ["eos"])
+    (good,) = encode_rollouts(tok, [PROBLEM], text_completions([TEXT], ["eos"]))
     rm = FakeRM(lambda steps: [0.9] * len(steps))
     for reward in ("process", "outcome", "answer"):  # documented: one wrong step, score 0 at the end
         positions, scores, _ = score_rollouts([empty, blank, good], {PROBLEM.id: PROBLEM}, reward, rm)

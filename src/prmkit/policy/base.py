@@ -16,11 +16,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled continuation: its text, the tokens it cost and why it stopped."""
+    """One sampled continuation: its text, the tokens it cost and why it stopped.
+
+    Backends that see the tokens (``hf``, ``vllm``) also give them: ``token_ids``, the policy's tokens
+    in order (a stop string cut from ``text`` keeps its tokens here; the end-of-sequence token is never
+    included); ``forced``, per token, True where the calculator wrote it rather than the policy; and
+    ``logprobs``, per token, the log-probability of the distribution sampled from (temperature applied;
+    at temperature 0 the model's own), NaN for a forced token. A backend that sees only text (``openai``)
+    leaves the three empty, and consumers re-tokenise ``text`` (``rl.rollout``)."""
 
     text: str
     n_tokens: int
     finish_reason: str  # "eos", "stop", "length"
+    token_ids: tuple[int, ...] = ()
+    forced: tuple[bool, ...] = ()
+    logprobs: tuple[float, ...] = ()
 
 
 class Policy(ABC):

@@ -186,19 +186,28 @@ class HFPolicy(Policy):
         forced: list[list[int]] = [[] for _ in range(rows)]
         if calc is not None:
             forced = [calc.forced_ids(t) if t.endswith("=") else [] for t in texts]
+        was_forced: list[list[bool]] = [[] for _ in range(rows)]
+        logprobs: list[list[float]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
         active = list(range(rows))
         for step in range(max_new):
             nxt = _sample_next(logits, temperature, top_p, gen).tolist()
+            # the log-probability of each row's token under the distribution it was drawn from
+            scaled = logits.float() / temperature if temperature > 0 else logits.float()
+            lp = torch.log_softmax(scaled, dim=-1).gather(-1, torch.tensor(nxt, device=self.device)[:, None])
+            lp = lp.squeeze(-1).tolist()
             keep: list[int] = []
             for j, r in enumerate(active):
-                if forced[r]:
+                by_calc = bool(forced[r])
+                if by_calc:
                     nxt[j] = forced[r].pop(0)
                 t = nxt[j]
                 if t in self.eos_ids:
                     finish[r] = "eos"
                     continue
                 tokens[r].append(t)
+                was_forced[r].append(by_calc)
+                logprobs[r].append(float("nan") if by_calc else lp[j])
                 if calc is not None or stop:
                     piece = calc.piece(t) if calc is not None else self.tokenizer.decode([t])
                     texts[r] = (texts[r] + piece)[-2 * MAX_EXPR_CHARS :]
@@ -234,7 +243,16 @@ class HFPolicy(Policy):
             for s in stop:
                 if finish[r] == "stop" and text.endswith(s):
                     text = text[: -len(s)]
-            results.append(Completion(text=text, n_tokens=len(tokens[r]), finish_reason=finish[r]))
+            results.append(
+                Completion(
+                    text=text,
+                    n_tokens=len(tokens[r]),
+                    finish_reason=finish[r],
+                    token_ids=tuple(tokens[r]),
+                    forced=tuple(was_forced[r]),
+                    logprobs=tuple(logprobs[r]),
+                )
+            )
         return results
 
 

