@@ -35,6 +35,7 @@ from prmkit.reward.model import META_FILE
 from prmkit.reward.train import RewardConfig
 from prmkit.reward.value import ValueConfig
 from prmkit.rl.compare import RLConfig
+from prmkit.rl.grpo import GRPOConfig
 from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
@@ -104,7 +105,7 @@ class DemoConfig:
             raise ValueError(f"demo.orm_data: unknown {self.orm_data!r}; valid: {', '.join(ORM_DATA)}")
 
 
-PER_RUN = ("reward", "reward_model")  # PPO fields that rl.methods sets for each run
+PER_RUN = ("reward", "reward_model")  # PPO and GRPO fields that rl.methods sets for each run
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class DemoRecipe:
     ppo: PPOConfig
     rft: RFTConfig
     rl: RLConfig
+    grpo: GRPOConfig
 
     @classmethod
     def stages(cls) -> list[str]:
@@ -131,13 +133,19 @@ class DemoRecipe:
     @classmethod
     def from_dict(cls, recipe: dict[str, Any]) -> DemoRecipe:
         check_stages(recipe)
-        for name in PER_RUN:  # each PPO run's reward comes from rl.methods
-            if name in (recipe.get("ppo") or {}):
-                raise ValueError(f"ppo.{name} is set per run by rl.methods (process, outcome, answer)")
+        for stage in ("ppo", "grpo"):  # each run's reward comes from rl.methods
+            for name in PER_RUN:
+                if name in (recipe.get(stage) or {}):
+                    raise ValueError(
+                        f"{stage}.{name} is set per run by rl.methods (process, outcome, answer)"
+                    )
         for stage in set(recipe) - set(cls.stages()):
             stage_config(stage, recipe)  # a stage the demo does not run is still checked
-        configs = {stage: stage_config(stage, recipe) for stage in cls.stages() if stage != "ppo"}
+        configs = {
+            stage: stage_config(stage, recipe) for stage in cls.stages() if stage not in ("ppo", "grpo")
+        }
         configs["ppo"] = stage_config("ppo", recipe, reward="answer")
+        configs["grpo"] = stage_config("grpo", recipe, reward="answer")
         missing = sorted(configs["rl"].verifiers() - set(configs["demo"].verifiers))
         if missing:
             raise ValueError(
@@ -146,10 +154,11 @@ class DemoRecipe:
         return cls(**configs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved recipe, which ``from_dict`` reads back (PPO's reward fields are per run: left out)."""
+        """The resolved recipe, which ``from_dict`` reads back (PPO's and GRPO's reward fields are per run:
+        left out)."""
         out = {name: asdict(getattr(self, name)) for name in self.stages()}
         for name in PER_RUN:
-            del out["ppo"][name]
+            del out["ppo"][name], out["grpo"][name]
         return out
 
 
@@ -422,6 +431,7 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         rl = run_rl(
             recipe.rl, recipe.ppo, recipe.rft, generator, splits["train"], splits["test"], splits["held_out"],
             models, recipe.sample, run_dir, timer, sft_greedy=results["test"].get("greedy_accuracy"),
+            grpo=recipe.grpo,
         )  # fmt: skip
     report = {
         "run_dir": str(run_dir),
