@@ -65,6 +65,29 @@ def test_recipes_parse_and_stage_kinds_are_checked():
         DemoRecipe.from_dict({"rl": {"methods": ["grpo-outcome"]}, "demo": {"verifiers": ["prm"]}})
 
 
+def test_a_run_dir_takes_appended_rl_methods_but_no_other_change(tmp_path):
+    import yaml
+
+    from prmkit.pipeline import _claim_run_dir
+
+    run = tmp_path / "run"
+    _claim_run_dir(run, DemoRecipe.from_dict({"rl": {"methods": ["rft", "outcome"]}}))
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    del saved["grpo"]  # a run directory made before the grpo stage existed
+    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    grown = DemoRecipe.from_dict({"rl": {"methods": ["rft", "outcome", "grpo-outcome"]}})
+    _claim_run_dir(run, grown)  # new runs after the finished ones: accepted, and pinned
+    assert DemoRecipe.from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) == grown
+    for changed in (
+        {"rl": {"methods": ["outcome", "rft", "grpo-outcome"]}},  # reordered
+        {"rl": {"methods": ["rft"]}},  # dropped
+        {"rl": {"methods": ["rft", "outcome", "grpo-outcome"], "seeds": 2}},
+        {"rl": {"methods": ["rft", "outcome", "grpo-outcome"]}, "grpo": {"lr": 1e-4}},
+    ):
+        with pytest.raises(ValueError, match="different recipe"):
+            _claim_run_dir(run, DemoRecipe.from_dict(changed))
+
+
 def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_path):
     """recipes/gsm8k.yaml with its models swapped for tiny ones: the real-data path end to end."""
     gsm = shared_data / "gsm8k"

@@ -9,7 +9,8 @@ step labels (``annotation_quality.png``) and each verifier's step accuracy and f
 (ProcessBench's metric) on the test pool. A killed demo resumes: finished stages are skipped and
 sampling, annotation, training and scoring continue where they stopped. The resolved recipe is saved
 in the run directory; rerunning with a different recipe there is refused rather than mixing outputs
-of two configurations.
+of two configurations, with one exception that mixes nothing: RL methods appended to ``rl.methods``
+(and stages the saved recipe predates), which leave every finished output valid and only add runs.
 
 The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
 pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
@@ -179,6 +180,18 @@ class Timer:
         return result
 
 
+def _only_added(stage: str, old: dict | None, new: dict) -> bool:
+    """Whether a stage's change only adds work: a stage the saved recipe predates (read by no finished
+    output), or RL methods appended to ``rl.methods`` with every other ``rl`` field the same."""
+    if old is None:
+        return True
+    if stage != "rl":
+        return False
+    methods, new_methods = list(old.get("methods") or []), list(new.get("methods") or [])
+    rest = {k: v for k, v in old.items() if k != "methods"}
+    return new_methods[: len(methods)] == methods and rest == {k: v for k, v in new.items() if k != "methods"}
+
+
 def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
     resolved = recipe.to_dict()
     saved = run_dir / "recipe.yaml"
@@ -188,6 +201,7 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
             k
             for k in DemoRecipe.stages()
             if json.dumps(old.get(k), sort_keys=True) != json.dumps(resolved[k], sort_keys=True)
+            and not _only_added(k, old.get(k), resolved[k])
         ]
         if changed:
             raise ValueError(
