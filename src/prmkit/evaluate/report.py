@@ -198,8 +198,9 @@ def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
         "## Reinforcement learning",
         "",
         "Greedy accuracy on the test problems of the SFT generator and of each method started from it, one"
-        " run per seed (the paper's hypothesis: process PPO > outcome PPO > RFT > SFT), with the 95%"
-        " t-interval of the mean over seeds.",
+        " run per seed (Math-Shepherd's hypothesis: process PPO > outcome PPO > RFT > SFT; DeepSeekMath's:"
+        " process GRPO > outcome GRPO), with the 95% t-interval of the mean over seeds (training seeds only:"
+        " every row is judged on the same test problems).",
         "",
         "| policy | " + " | ".join(f"seed {i}" for i in range(n_seeds)) + " | mean ± std | 95% interval |",
         "|---|" + "---|" * (n_seeds + 2),
