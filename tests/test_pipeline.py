@@ -59,6 +59,33 @@ def test_recipes_parse_and_stage_kinds_are_checked():
         DemoRecipe.from_dict({"rl": {"methods": ["process"]}, "demo": {"verifiers": ["orm"]}})
     with pytest.raises(ValueError, match="ppo.reward is set per run by rl.methods"):
         DemoRecipe.from_dict({"ppo": {"reward": "process"}})
+    with pytest.raises(ValueError, match="grpo.reward_model is set per run by rl.methods"):
+        DemoRecipe.from_dict({"grpo": {"reward_model": "runs/w/prm"}})
+    with pytest.raises(ValueError, match="rl.methods need the verifier.*orm"):
+        DemoRecipe.from_dict({"rl": {"methods": ["grpo-outcome"]}, "demo": {"verifiers": ["prm"]}})
+
+
+def test_a_run_dir_takes_appended_rl_methods_but_no_other_change(tmp_path):
+    import yaml
+
+    from prmkit.pipeline import _claim_run_dir
+
+    run = tmp_path / "run"
+    _claim_run_dir(run, DemoRecipe.from_dict({"rl": {"methods": ["rft", "outcome"]}}))
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    del saved["grpo"]  # a run directory made before the grpo stage existed
+    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    grown = DemoRecipe.from_dict({"rl": {"methods": ["rft", "outcome", "grpo-outcome"]}})
+    _claim_run_dir(run, grown)  # new runs after the finished ones: accepted, and pinned
+    assert DemoRecipe.from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) == grown
+    for changed in (
+        {"rl": {"methods": ["outcome", "rft", "grpo-outcome"]}},  # reordered
+        {"rl": {"methods": ["rft"]}},  # dropped
+        {"rl": {"methods": ["rft", "outcome", "grpo-outcome"], "seeds": 2}},
+        {"rl": {"methods": ["rft", "outcome", "grpo-outcome"]}, "grpo": {"lr": 1e-4}},
+    ):
+        with pytest.raises(ValueError, match="different recipe"):
+            _claim_run_dir(run, DemoRecipe.from_dict(changed))
 
 
 def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_path):
@@ -73,9 +100,11 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
         *[f"{stage}.{t}" for stage in ("prm", "orm", "value") for t in tiny],
         "demo.test_problems=3", "demo.pool_problems=4", "demo.pool_samples=2", "demo.label_solutions=4",
         "demo.score_batch_size=8",
-        "rl.methods=[rft, outcome, process]", "rl.seeds=2", "rl.bon_samples=2",
+        "rl.methods=[rft, outcome, process, grpo-process]", "rl.seeds=2", "rl.bon_samples=2",
         "ppo.iterations=1", "ppo.problems_per_iteration=2", "ppo.samples_per_problem=2", "ppo.minibatch_size=4",
         "ppo.max_new_tokens=16", "ppo.eval_problems=2", "ppo.eval_every=1",
+        "grpo.iterations=1", "grpo.problems_per_iteration=2", "grpo.samples_per_problem=2",
+        "grpo.minibatch_size=4", "grpo.max_new_tokens=16", "grpo.eval_problems=2",
         "rft.k=2", "rft.max_problems=4", "rft.max_new_tokens=16", "rft.max_steps=1", "rft.train_batch_size=4",
     ]  # fmt: skip
     recipe = load_recipe(ROOT / "recipes/gsm8k.yaml", sets)
@@ -100,11 +129,12 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
     assert md == render_report(report)
     # the RL section: every method for every seed, greedy accuracy on the same test problems
     greedy = report["rl"]["greedy"]
-    assert list(greedy) == ["SFT", "RFT", "outcome PPO", "process PPO"]
-    assert [len(v["seeds"]) for v in greedy.values()] == [1, 2, 2, 2]
+    assert list(greedy) == ["SFT", "RFT", "outcome PPO", "process PPO", "process GRPO"]
+    assert [len(v["seeds"]) for v in greedy.values()] == [1, 2, 2, 2, 2]
+    assert all(v["ci95"] >= 0 for v in greedy.values())
     assert report["rl"]["verification"]["samples_per_problem"] == 2
-    assert "## Reinforcement learning" in md and "| process PPO |" in md
-    for name in ("rft-seed1", "outcome-seed0", "process-seed1"):
+    assert "## Reinforcement learning" in md and "| process PPO |" in md and "| process GRPO |" in md
+    for name in ("rft-seed1", "outcome-seed0", "process-seed1", "grpo-process-seed1"):
         assert (tmp_path / "run" / "rl" / name / "config.json").exists()
     # PPO's held-out curve used the test split's other problems, not the reported ones
     metrics = (tmp_path / "run" / "rl" / "process-seed0" / "metrics.jsonl").read_text().splitlines()

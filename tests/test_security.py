@@ -154,7 +154,7 @@ class Payload:
 def test_ppo_state_round_trips_without_pickle(tmp_path):
     from transformers import get_cosine_schedule_with_warmup
 
-    from prmkit.rl.ppo import _load_state, _save_state
+    from prmkit.rl.loop import load_state, save_state
 
     def parts():
         torch.manual_seed(0)
@@ -167,10 +167,10 @@ def test_ppo_state_round_trips_without_pickle(tmp_path):
     saved["optimizer"].step()
     saved["scheduler"].step()
     path = tmp_path / "state.pt"
-    _save_state(path, 7, **saved)
+    save_state(path, 7, **saved)
     after = (torch.rand(3), random.random())  # what the RNGs give after the save
     loaded = parts()
-    assert _load_state(path, "cpu", **loaded) == 7
+    assert load_state(path, "cpu", "ppo", **loaded) == 7
     assert torch.equal(torch.rand(3), after[0]) and random.random() == after[1]
     assert torch.equal(loaded["policy"].weight, saved["policy"].weight)
     assert loaded["optimizer"].state_dict()["state"][0]["step"] == 1
@@ -179,7 +179,7 @@ def test_ppo_state_round_trips_without_pickle(tmp_path):
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])
 def test_ppo_resume_refuses_a_malicious_state(tmp_path, how):
-    from prmkit.rl.ppo import _load_state
+    from prmkit.rl.loop import load_state
 
     live = tmp_path / "live"
     pickle.loads(pickle.dumps(Payload(live))).close()  # the payload works on an ordinary unpickler
@@ -193,22 +193,22 @@ def test_ppo_resume_refuses_a_malicious_state(tmp_path, how):
     else:
         torch.save(state, path)
     with pytest.raises(ValueError) as e:
-        _load_state(path, "cpu", policy=torch.nn.Linear(1, 1))
+        load_state(path, "cpu", "ppo", policy=torch.nn.Linear(1, 1))
     message = str(e.value)
     assert "\n" not in message and str(path) in message and "refused to unpickle" in message
     assert not marker.exists()
 
 
 def test_ppo_resume_refuses_a_state_of_something_else(tmp_path):
-    from prmkit.rl.ppo import _load_state
+    from prmkit.rl.loop import load_state
 
     path = tmp_path / "state.pt"
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(ValueError, match=r"state.pt: not a PPO state prmkit wrote \(expected"):
-        _load_state(path, "cpu", policy=torch.nn.Linear(1, 1))
+        load_state(path, "cpu", "ppo", policy=torch.nn.Linear(1, 1))
     path.write_bytes(b"not a state at all")
     with pytest.raises(ValueError, match="state.pt: not a PPO state prmkit wrote"):
-        _load_state(path, "cpu", policy=torch.nn.Linear(1, 1))
+        load_state(path, "cpu", "ppo", policy=torch.nn.Linear(1, 1))
 
 
 # ---- input files stay data ----

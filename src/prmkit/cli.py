@@ -764,7 +764,7 @@ def demo(
 
 
 rl_app = typer.Typer(
-    help="Reinforcement learning on a generator: ppo (step-by-step with a PRM, or outcome) and rft.",
+    help="Reinforcement learning on a generator: ppo (step-by-step with a PRM, or outcome), grpo and rft.",
     no_args_is_help=True,
 )
 app.add_typer(rl_app, name="rl")
@@ -812,21 +812,81 @@ def rl_ppo(
     OUT.checkpoints/metrics.jsonl (copied into OUT); a killed run resumes from its last checkpoint
     (ppo.save_every). OUT is an ordinary model directory: sample it with prmkit sample --model OUT.
     """
-    from prmkit.data import load_problems
     from prmkit.rl import train_ppo
 
     cfg = _config("ppo", recipe, set_, reward_model=reward_model, reward=reward, eval_problems=eval_limit)
+    _policy_rl("ppo", train_ppo, cfg, policy, problems, out, source, split, limit, eval_problems, eval_split)
+
+
+def _policy_rl(name, train, cfg, policy, problems, out, source, split, limit, eval_problems, eval_split):
+    """``prmkit rl ppo`` / ``grpo`` after their config: load the problems, train, say where it went."""
+    from prmkit.data import load_problems
+
     probs = load_problems(source, problems, split=split, limit=limit)
     if eval_problems is None and source == "world" and Path(problems).is_dir():
         eval_problems = problems
     evals = None
     if eval_problems is not None and cfg.eval_problems > 0:
         evals = load_problems(source, eval_problems, split=eval_split, limit=cfg.eval_problems)
-    path = train_ppo(cfg, policy, probs, out, eval_problems=evals)
+    path = train(cfg, policy, probs, out, eval_problems=evals)
     summary = json.loads((path / "prmkit_rl.json").read_text(encoding="utf-8"))
     start, end = summary.get("greedy_accuracy_start"), summary.get("greedy_accuracy_end")
     acc = f", greedy accuracy {start:.1%} -> {end:.1%}" if start is not None and end is not None else ""
-    typer.echo(f"ppo ({cfg.reward}) {summary['iterations']} iterations{acc} -> {path}")
+    typer.echo(f"{name} ({cfg.reward}) {summary['iterations']} iterations{acc} -> {path}")
+
+
+@_command(rl_app, "grpo")
+def rl_grpo(
+    policy: Annotated[
+        str, typer.Option(help="Policy to start from (usually the generator); the KL reference.")
+    ],
+    problems: Annotated[
+        str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output model directory (resumes from OUT.checkpoints).")],
+    reward_model: Annotated[
+        str | None,
+        typer.Option(help="PRM (process) or ORM (outcome) directory; overrides grpo.reward_model."),
+    ] = None,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="process (PRM step scores normalised over the group's steps), outcome (final score) or "
+            "answer (graded); grpo.reward."
+        ),
+    ] = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "train",
+    limit: LimitOpt = None,
+    eval_problems: Annotated[
+        str | None,
+        typer.Option(
+            help="Held-out problems for greedy accuracy (same --source); default: a world run dir's test split."
+        ),
+    ] = None,
+    eval_split: Annotated[str, typer.Option(help="Split of the held-out problems.")] = "test",
+    eval_limit: Annotated[
+        int | None, typer.Option(help="Use N held-out problems; overrides grpo.eval_problems.")
+    ] = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+):
+    """GRPO on a generator (DeepSeekMath): no critic; grpo.samples_per_problem samples per problem form a
+    group and each is judged against the group. --reward outcome (ORM score) or answer (graded): the
+    sample's reward minus the group mean, over the group std, on every token. --reward process (PRM): each
+    step's score normalised over all steps of the group, a token's advantage the sum over the steps ending
+    at or after it. Clipped as PPO, plus a k3 KL loss to the starting policy (grpo.kl_coef, paper 0.04).
+
+    Per-iteration reward, KL, entropy, clip fraction, the fraction of groups with equal rewards (no
+    signal) and greedy accuracy go to OUT.checkpoints/metrics.jsonl (PPO's format, copied into OUT); a
+    killed run resumes from its last checkpoint (grpo.save_every). OUT is an ordinary model directory.
+    """
+    from prmkit.rl import train_grpo
+
+    cfg = _config("grpo", recipe, set_, reward_model=reward_model, reward=reward, eval_problems=eval_limit)
+    _policy_rl(
+        "grpo", train_grpo, cfg, policy, problems, out, source, split, limit, eval_problems, eval_split
+    )
 
 
 @_command(rl_app, "rft")

@@ -37,6 +37,7 @@ STAGES: dict[str, str] = {
     "demo": "prmkit.pipeline:DemoConfig",
     "ppo": "prmkit.rl.ppo:PPOConfig",
     "rft": "prmkit.rl.rft:RFTConfig",
+    "grpo": "prmkit.rl.grpo:GRPOConfig",
     "rl": "prmkit.rl.compare:RLConfig",
     "ray": "prmkit.distributed:RayConfig",  # sample, annotate: shard the model calls over Ray workers
 }
@@ -103,7 +104,7 @@ def check_stages(recipe: dict[str, Any], source: str = "recipe") -> None:
     >>> check_stages({"sampel": {"n": 3}}, "--set")
     Traceback (most recent call last):
     ...
-    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, rl, ray
+    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, grpo, rl, ray
     """
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:

@@ -9,7 +9,8 @@ step labels (``annotation_quality.png``) and each verifier's step accuracy and f
 (ProcessBench's metric) on the test pool. A killed demo resumes: finished stages are skipped and
 sampling, annotation, training and scoring continue where they stopped. The resolved recipe is saved
 in the run directory; rerunning with a different recipe there is refused rather than mixing outputs
-of two configurations.
+of two configurations, with one exception that mixes nothing: RL methods appended to ``rl.methods``
+(and stages the saved recipe predates), which leave every finished output valid and only add runs.
 
 The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
 pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
@@ -35,6 +36,7 @@ from prmkit.reward.model import META_FILE
 from prmkit.reward.train import RewardConfig
 from prmkit.reward.value import ValueConfig
 from prmkit.rl.compare import RLConfig
+from prmkit.rl.grpo import GRPOConfig
 from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
@@ -104,7 +106,7 @@ class DemoConfig:
             raise ValueError(f"demo.orm_data: unknown {self.orm_data!r}; valid: {', '.join(ORM_DATA)}")
 
 
-PER_RUN = ("reward", "reward_model")  # PPO fields that rl.methods sets for each run
+PER_RUN = ("reward", "reward_model")  # PPO and GRPO fields that rl.methods sets for each run
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class DemoRecipe:
     ppo: PPOConfig
     rft: RFTConfig
     rl: RLConfig
+    grpo: GRPOConfig
 
     @classmethod
     def stages(cls) -> list[str]:
@@ -131,13 +134,19 @@ class DemoRecipe:
     @classmethod
     def from_dict(cls, recipe: dict[str, Any]) -> DemoRecipe:
         check_stages(recipe)
-        for name in PER_RUN:  # each PPO run's reward comes from rl.methods
-            if name in (recipe.get("ppo") or {}):
-                raise ValueError(f"ppo.{name} is set per run by rl.methods (process, outcome, answer)")
+        for stage in ("ppo", "grpo"):  # each run's reward comes from rl.methods
+            for name in PER_RUN:
+                if name in (recipe.get(stage) or {}):
+                    raise ValueError(
+                        f"{stage}.{name} is set per run by rl.methods (process, outcome, answer)"
+                    )
         for stage in set(recipe) - set(cls.stages()):
             stage_config(stage, recipe)  # a stage the demo does not run is still checked
-        configs = {stage: stage_config(stage, recipe) for stage in cls.stages() if stage != "ppo"}
+        configs = {
+            stage: stage_config(stage, recipe) for stage in cls.stages() if stage not in ("ppo", "grpo")
+        }
         configs["ppo"] = stage_config("ppo", recipe, reward="answer")
+        configs["grpo"] = stage_config("grpo", recipe, reward="answer")
         missing = sorted(configs["rl"].verifiers() - set(configs["demo"].verifiers))
         if missing:
             raise ValueError(
@@ -146,10 +155,11 @@ class DemoRecipe:
         return cls(**configs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved recipe, which ``from_dict`` reads back (PPO's reward fields are per run: left out)."""
+        """The resolved recipe, which ``from_dict`` reads back (PPO's and GRPO's reward fields are per run:
+        left out)."""
         out = {name: asdict(getattr(self, name)) for name in self.stages()}
         for name in PER_RUN:
-            del out["ppo"][name]
+            del out["ppo"][name], out["grpo"][name]
         return out
 
 
@@ -170,6 +180,18 @@ class Timer:
         return result
 
 
+def _only_added(stage: str, old: dict | None, new: dict) -> bool:
+    """Whether a stage's change only adds work: a stage the saved recipe predates (read by no finished
+    output), or RL methods appended to ``rl.methods`` with every other ``rl`` field the same."""
+    if old is None:
+        return True
+    if stage != "rl":
+        return False
+    methods, new_methods = list(old.get("methods") or []), list(new.get("methods") or [])
+    rest = {k: v for k, v in old.items() if k != "methods"}
+    return new_methods[: len(methods)] == methods and rest == {k: v for k, v in new.items() if k != "methods"}
+
+
 def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
     resolved = recipe.to_dict()
     saved = run_dir / "recipe.yaml"
@@ -179,6 +201,7 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
             k
             for k in DemoRecipe.stages()
             if json.dumps(old.get(k), sort_keys=True) != json.dumps(resolved[k], sort_keys=True)
+            and not _only_added(k, old.get(k), resolved[k])
         ]
         if changed:
             raise ValueError(
@@ -422,6 +445,7 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         rl = run_rl(
             recipe.rl, recipe.ppo, recipe.rft, generator, splits["train"], splits["test"], splits["held_out"],
             models, recipe.sample, run_dir, timer, sft_greedy=results["test"].get("greedy_accuracy"),
+            grpo=recipe.grpo,
         )  # fmt: skip
     report = {
         "run_dir": str(run_dir),

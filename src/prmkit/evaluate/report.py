@@ -198,15 +198,19 @@ def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
         "## Reinforcement learning",
         "",
         "Greedy accuracy on the test problems of the SFT generator and of each method started from it, one"
-        " run per seed (the paper's hypothesis: process PPO > outcome PPO > RFT > SFT).",
+        " run per seed (Math-Shepherd's hypothesis: process PPO > outcome PPO > RFT > SFT; DeepSeekMath's:"
+        " process GRPO > outcome GRPO), with the 95% t-interval of the mean over seeds (training seeds only:"
+        " every row is judged on the same test problems).",
         "",
-        "| policy | " + " | ".join(f"seed {i}" for i in range(n_seeds)) + " | mean ± std |",
-        "|---|" + "---|" * (n_seeds + 1),
+        "| policy | " + " | ".join(f"seed {i}" for i in range(n_seeds)) + " | mean ± std | 95% interval |",
+        "|---|" + "---|" * (n_seeds + 2),
     ]
     for name, r in greedy.items():
         cells = [pct(x) for x in r["seeds"]] + [""] * (n_seeds - len(r["seeds"]))
         spread = f"{pct(r['mean'])} ± {pct(r['std'])}" if len(r["seeds"]) > 1 else pct(r["mean"])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} |")
+        ci = r.get("ci95")  # absent in reports written before it was computed
+        interval = f"{pct(r['mean'] - ci)} – {pct(r['mean'] + ci)}" if ci and len(r["seeds"]) > 1 else "–"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} | {interval} |")
     lines.append("")
     ver = rl.get("verification")
     if ver:

@@ -1,10 +1,14 @@
-"""The demo's RL section: SFT against RFT, outcome PPO and process PPO over several seeds, and RL + verification.
+"""The demo's RL section: SFT against RFT, outcome and process PPO, outcome and process GRPO over several
+seeds, and RL + verification.
 
 Math-Shepherd's comparison: every method starts from the SFT generator and trains on the train split;
 each is run once per seed (``seed`` of its config = 0, 1, ... ``seeds - 1``) and judged by greedy
 accuracy on the report's test problems. PPO's own held-out curve uses other test-split problems
 (``held_out``), never the ones reported. ``outcome`` PPO takes the ORM's score as its reward,
-``process`` PPO the PRM's step scores, ``answer`` PPO the graded final answer (no verifier).
+``process`` PPO the PRM's step scores, ``answer`` PPO the graded final answer (no verifier);
+``grpo-outcome``, ``grpo-process`` and ``grpo-answer`` are GRPO with the same rewards (``grpo`` stage,
+held-out curve as PPO's). Each method's runs use its own seeds only, so adding one leaves the others'
+numbers as they were.
 
 "RL + verification": the first seed's process-PPO policy samples ``bon_samples`` solutions per test
 problem, the PRM picks one (min aggregation), and the result stands beside the SFT generator's
@@ -18,19 +22,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from prmkit.rl.grpo import GRPOConfig, train_grpo
 from prmkit.rl.ppo import PPOConfig, train_ppo
 from prmkit.rl.rft import RFTConfig, train_rft
 from prmkit.sample import SampleConfig, build_policy, greedy_accuracy, sample_problems
 from prmkit.types import Problem
 
-METHODS = ("rft", "outcome", "process", "answer")
-LABELS = {"rft": "RFT", "outcome": "outcome PPO", "process": "process PPO", "answer": "answer PPO"}
-REWARD_MODEL = {"outcome": "ORM", "process": "PRM", "answer": None}  # the verifier each PPO reward reads
+METHODS = ("rft", "outcome", "process", "answer", "grpo-outcome", "grpo-process", "grpo-answer")
+LABELS = {
+    "rft": "RFT",
+    "outcome": "outcome PPO",
+    "process": "process PPO",
+    "answer": "answer PPO",
+    "grpo-outcome": "outcome GRPO",
+    "grpo-process": "process GRPO",
+    "grpo-answer": "answer GRPO",
+}
+REWARD_MODEL = {"outcome": "ORM", "process": "PRM", "answer": None}  # the verifier each reward reads
 
 
 @dataclass(frozen=True)
 class RLConfig:
-    methods: tuple[str, ...] = ()  # () = no RL section; valid: rft, outcome, process, answer
+    methods: tuple[str, ...] = ()  # () = no RL section; valid: METHODS
     seeds: int = 3
     bon_samples: int = 16  # RL + verification: samples per test problem (0 = skip)
 
@@ -43,18 +56,43 @@ class RLConfig:
 
     def verifiers(self) -> set[str]:
         """The demo verifiers the chosen methods need (``prm``, ``orm``)."""
-        return {REWARD_MODEL[m].lower() for m in self.methods if REWARD_MODEL.get(m)}
+        return {REWARD_MODEL[reward_of(m)].lower() for m in self.methods if REWARD_MODEL.get(reward_of(m))}
+
+
+def reward_of(method: str) -> str:
+    """The reward a method's runs take: ``grpo-process`` -> ``process``; PPO's methods are their reward."""
+    return method.removeprefix("grpo-")
+
+
+# Student's t 0.975 quantiles for 1..10 degrees of freedom (scipy is not a dependency for ten numbers)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def t975(df: int) -> float:
+    """Student's t 0.975 quantile: the table to 10 degrees of freedom, Cornish-Fisher beyond (error < 1e-3).
+
+    >>> t975(2), round(t975(30), 3)
+    (4.303, 2.042)
+    """
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def spread(xs: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for one value).
+    """Mean, sample standard deviation (0 for one value), and the half-width of the 95% t-interval of the
+    mean over seeds (0 for one value).
 
     >>> spread([0.5, 0.6, 0.7])
-    {'mean': 0.6, 'std': 0.1}
+    {'mean': 0.6, 'std': 0.1, 'ci95': 0.2484338208}
     """
+    n = len(xs)
+    std = statistics.stdev(xs) if n > 1 else 0.0
     return {
         "mean": round(statistics.fmean(xs), 10),
-        "std": round(statistics.stdev(xs), 10) if len(xs) > 1 else 0.0,
+        "std": round(std, 10),
+        "ci95": round(t975(n - 1) * std / n**0.5, 10) if n > 1 else 0.0,
     }
 
 
@@ -71,9 +109,10 @@ def run_rl(
     run_dir: Path,
     timer,
     sft_greedy: float | None = None,
+    grpo: GRPOConfig | None = None,
 ) -> dict[str, Any]:
     """Train every method for every seed (each resumes or is skipped when finished), evaluate, and return
-    ``{"greedy": {label: {"seeds": [...], "mean", "std"}}, "verification": {...}}``."""
+    ``{"greedy": {label: {"seeds": [...], "mean", "std", "ci95"}}, "verification": {...}}``."""
     out = run_dir / "rl"
     if sft_greedy is None:  # the demo measured it already unless demo.greedy is off
         sft_greedy = greedy_accuracy(generator, test, sample, out / "samples_test_greedy_sft.jsonl")
@@ -89,16 +128,21 @@ def run_rl(
                     f"rl_{name}", train_rft, replace(rft, seed=seed), generator, train, path, done=done
                 )
             else:
-                verifier = REWARD_MODEL[method]
+                reward = reward_of(method)
+                verifier = REWARD_MODEL[reward]
                 if verifier and verifier not in models:
-                    raise ValueError(f"rl: {method} PPO needs the {verifier}; add it to demo.verifiers")
-                run_cfg = replace(
-                    ppo, reward=method, reward_model=str(models[verifier]) if verifier else "", seed=seed
+                    raise ValueError(f"rl: {LABELS[method]} needs the {verifier}; add it to demo.verifiers")
+                per_run = dict(
+                    reward=reward, reward_model=str(models[verifier]) if verifier else "", seed=seed
                 )
+                if method.startswith("grpo-"):
+                    base, trainer = grpo or GRPOConfig(reward="answer"), train_grpo
+                else:
+                    base, trainer = ppo, train_ppo
                 policies[(method, seed)] = timer.run(
                     f"rl_{name}",
-                    train_ppo,
-                    run_cfg,
+                    trainer,
+                    replace(base, **per_run),
                     generator,
                     train,
                     path,

@@ -27,31 +27,35 @@ sampling temperature (as TRL does), so the ratio and the KL compare the distribu
 the policy runs in eval mode (no dropout) so that rho = 1 on the first minibatch; calculator-forced
 tokens are outside the policy loss and the KL (``rollout``). Minibatches group rollouts of similar
 length (less padding), so a minibatch's loss is its token sum over the batch's mean tokens per
-minibatch, which weighs every token alike as the batch mean would. Runs resume from
-``OUT.checkpoints/state.pt`` (policy, critic, optimiser, schedule, RNG, iteration); the output
-directory appears whole when training finishes.
+minibatch, which weighs every token alike as the batch mean would. The iteration loop is
+``loop.train_loop``, shared with GRPO: runs resume from ``OUT.checkpoints/state.pt`` (policy, critic,
+optimiser, schedule, RNG, iteration); the output directory appears whole when training finishes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import os
-import random
-import re
-import shutil
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, repair_tail, write_jsonl
 from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
-from prmkit.training import checkpoint_dir
+from prmkit.rl.loop import masked_mean, ppo_policy_loss, train_loop
 from prmkit.types import Problem
+
+__all__ = [
+    "Critic",
+    "PPOConfig",
+    "gae",
+    "masked_mean",
+    "ppo_policy_loss",
+    "train_ppo",
+    "value_loss",
+    "whiten",
+]
 
 
 @dataclass(frozen=True)
@@ -105,11 +109,6 @@ class PPOConfig:
             )
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
-    """Mean over the masked entries, or their sum over ``n_tokens`` when given (module docstring)."""
-    return (x * mask).sum() / (n_tokens if n_tokens else mask.sum().clamp(min=1))
-
-
 def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(x - mean) / std over the masked entries; zero elsewhere."""
     mean = masked_mean(x, mask)
@@ -136,28 +135,6 @@ def gae(
         last = delta + gamma * lam * last
         adv[:, t] = last
     return adv * mask, (adv + values) * mask
-
-
-def ppo_policy_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    adv: torch.Tensor,
-    mask: torch.Tensor,
-    clip: float,
-    n_tokens: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate loss over masked tokens, and the fraction of tokens where the clip was active.
-
-    >>> logp, adv = torch.log(torch.tensor([[1.5, 0.5, 1.1]])), torch.tensor([[1.0, -1.0, 2.0]])
-    >>> loss, frac = ppo_policy_loss(logp, torch.zeros(1, 3), adv, torch.ones(1, 3), clip=0.2)
-    >>> round(loss.item(), 4), round(frac.item(), 4)  # ratios 1.5 -> 1.2, 0.5 -> 0.8, 1.1 kept
-    (-0.8667, 0.6667)
-    """
-    ratio = torch.exp(logp - old_logp)  # (B, T)
-    unclipped = -adv * ratio
-    clipped = -adv * ratio.clamp(1 - clip, 1 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask, n_tokens)
-    return loss, masked_mean((clipped > unclipped).float(), mask)
 
 
 def value_loss(
@@ -196,56 +173,6 @@ class Critic(torch.nn.Module):
         return self.head(hidden[:, -T - 1 : -1].float()).squeeze(-1)  # (B, T)
 
 
-def _save_state(path: Path, iteration: int, **parts) -> None:
-    """Tensors and plain values only (state dicts, the RNG states as a byte tensor and a tuple of ints),
-    so ``_load_state`` can read the file with torch's weights-only unpickler."""
-    state = {name: part.state_dict() for name, part in parts.items()}
-    state.update(iteration=iteration, torch_rng=torch.get_rng_state(), python_rng=random.getstate())
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill while saving leaves the previous state intact
-
-
-def _load_state(path: Path, device, **parts) -> int:
-    """Restore what ``_save_state`` wrote; the iteration to continue from (0 without a state).
-
-    A run directory may come from someone else (a shared disk, a downloaded run), so the file is read
-    with ``weights_only=True``: a pickle that would build any object other than tensors, containers and
-    numbers (and so could run code) is refused with a ValueError naming the file, never executed."""
-    import pickle
-
-    if not path.exists():
-        return 0
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        called = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))  # torch's text; not its advice
-        why = f"it would call {called.group(1)}" if called else "it is not a file of tensors and plain values"
-        raise ValueError(
-            f"{path}: not a PPO state prmkit wrote (refused to unpickle it: {why}); "
-            "delete it to start this PPO run over"
-        ) from None
-    expected = {*parts, "iteration", "torch_rng", "python_rng"}
-    if not isinstance(state, dict) or not expected <= set(state):
-        have = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: not a PPO state prmkit wrote (expected {sorted(expected)}, got {have})")
-    for name, part in parts.items():
-        part.load_state_dict(state[name])
-    torch.set_rng_state(state["torch_rng"])
-    random.setstate(state["python_rng"])
-    return state["iteration"]
-
-
-def _summary(metrics: list[dict]) -> dict:
-    evals = [m for m in metrics if "greedy_accuracy" in m]
-    return {
-        "iterations": max((m["iteration"] for m in metrics), default=0),
-        "greedy_accuracy_start": evals[0]["greedy_accuracy"] if evals else None,
-        "greedy_accuracy_end": evals[-1]["greedy_accuracy"] if evals else None,
-        "seconds": round(sum(m.get("t_total", 0.0) for m in metrics), 1),
-    }
-
-
 def train_ppo(
     cfg: PPOConfig,
     policy_dir: str | Path,
@@ -260,123 +187,22 @@ def train_ppo(
     ``metrics.jsonl`` (one line per iteration; line 0 holds the starting greedy accuracy) and
     ``prmkit_rl.json``. A finished ``out_dir`` is returned as is; a killed run resumes.
     """
-    from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
+    critic: list[Critic] = []  # built by setup, once the policy is loaded
 
-    from prmkit.models import load_causal_lm, load_tokenizer, model_source
-    from prmkit.policy.hf import HFPolicy
+    def setup(policy):
+        critic.append(Critic(policy))
+        groups = [
+            {"params": policy.parameters(), "lr": cfg.lr},
+            {"params": critic[0].parameters(), "lr": cfg.critic_lr},
+        ]
+        return {"critic": critic[0]}, groups
 
-    out_dir = Path(out_dir)
-    if (out_dir / "config.json").exists():
-        return out_dir
-    if not problems:
-        raise ValueError("ppo: no training problems")
-    evals = (eval_problems or [])[: cfg.eval_problems]
-    ckpt = checkpoint_dir(out_dir)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    hub = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
-    tok = load_tokenizer(policy_dir, **hub)
-    if not getattr(tok, "is_fast", False):
-        raise ValueError(f"ppo: {policy_dir} needs a fast tokenizer (character offsets place the rewards)")
-    policy = load_causal_lm(policy_dir, dtype="float32", **hub).to(device)
-    ref = load_causal_lm(policy_dir, dtype="float32", **hub).to(device).requires_grad_(False)
-    source = model_source(policy_dir, policy, cfg.revision)
-    critic = Critic(policy).to(device)
-    reward_model = None
-    if cfg.reward != "answer":
-        from prmkit.reward import load_reward_model
+    def optimise(policy, ref, opt, sched, batch, positions, scores, it):
+        return _optimise(cfg, policy, ref, critic[0], opt, sched, batch, positions, scores, it)
 
-        reward_model = load_reward_model(cfg.reward_model, trust_remote_code=cfg.trust_remote_code)
-    opt = torch.optim.AdamW(
-        [{"params": policy.parameters(), "lr": cfg.lr}, {"params": critic.parameters(), "lr": cfg.critic_lr}],
-        weight_decay=0.0,
+    return train_loop(
+        "ppo", cfg, policy_dir, problems, out_dir, setup, optimise, cfg.ppo_epochs, eval_problems, progress
     )
-    rollouts_per_it = cfg.problems_per_iteration * cfg.samples_per_problem
-    total = cfg.iterations * cfg.ppo_epochs * math.ceil(rollouts_per_it / cfg.minibatch_size)
-    sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-
-    state_path, metrics_path = ckpt / "state.pt", ckpt / "metrics.jsonl"
-    parts = dict(policy=policy, critic=critic, optimizer=opt, scheduler=sched)
-    start = _load_state(state_path, device, **parts)
-    # iterations after the last saved state are redone: drop their metric lines (and a line torn by a kill)
-    repair_tail(metrics_path)
-    kept = [m for m in read_jsonl(metrics_path) if m["iteration"] <= start] if metrics_path.exists() else []
-    write_jsonl(metrics_path, kept)
-    policy.eval()  # no dropout anywhere: rho = 1 before the first update (module docstring)
-    critic.eval()
-    # rollouts go through the policy backend, calculator on, sampling from the live weights
-    sampler = HFPolicy(
-        policy, tok, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, device=str(device)
-    )
-    writer = None
-    with contextlib.suppress(ImportError):  # TensorBoard if it is installed; the JSONL is the record anyway
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(ckpt / "tensorboard"))
-    log = JsonlAppender(metrics_path)
-    if start == 0 and evals and not kept:  # kept: a run killed before its first save measured it
-        log.write(
-            {"iteration": 0, "greedy_accuracy": rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)}
-        )
-    by_id = {p.id: p for p in problems}
-    bar = tqdm(
-        total=cfg.iterations, initial=start, desc=f"ppo ({cfg.reward})", unit="it", disable=not progress
-    )
-    for it in range(start, cfg.iterations):
-        t0 = time.perf_counter()
-        batch_problems = rollout.iteration_problems(problems, it, cfg.problems_per_iteration, cfg.seed)
-        rollouts = rollout.sample_rollouts(
-            sampler,
-            tok,
-            batch_problems,
-            cfg.samples_per_problem,
-            cfg.temperature,
-            seed=cfg.seed * 1_000_003 + it,
-        )
-        t1 = time.perf_counter()
-        positions, scores, correct = rollout.score_rollouts(
-            rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
-        )
-        t2 = time.perf_counter()
-        batch = rollout.collate(rollouts, tok.pad_token_id, device)
-        m = _optimise(cfg, policy, ref, critic, opt, sched, batch, positions, scores, it)
-        t3 = time.perf_counter()
-        m.update(rollout.rollout_stats(rollouts, correct), iteration=it + 1, lr=sched.get_last_lr()[0])
-        m.update(t_generate=t1 - t0, t_score=t2 - t1, t_optimise=t3 - t2)
-        if evals and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
-            m["greedy_accuracy"] = rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)
-        m["t_total"] = time.perf_counter() - t0
-        m = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
-        log.write(m)
-        if writer is not None:
-            for k, v in m.items():
-                writer.add_scalar(f"ppo/{k}", v, it + 1)
-        if (it + 1) % cfg.save_every == 0 or it + 1 == cfg.iterations:
-            _save_state(state_path, it + 1, **parts)
-        bar.update(1)
-        bar.set_postfix(reward=f"{m['reward_score']:.3f}", kl=f"{m['kl']:.3f}", acc=f"{m['accuracy']:.2f}")
-    log.close()
-    bar.close()
-    if writer is not None:
-        writer.close()
-
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    if tmp.exists():  # left by a run killed while saving
-        shutil.rmtree(tmp)
-    policy.generation_config.pad_token_id = tok.pad_token_id
-    policy.save_pretrained(str(tmp))
-    tok.padding_side = "left"
-    tok.save_pretrained(str(tmp))
-    shutil.copy(metrics_path, tmp / "metrics.jsonl")
-    metrics = read_jsonl(metrics_path)
-    atomic_write_json(
-        tmp / "prmkit_rl.json",
-        {"method": "ppo", "policy": str(policy_dir), "policy_source": source, "config": asdict(cfg)}
-        | _summary(metrics),
-    )
-    tmp.rename(out_dir)  # "config.json exists" means finished
-    return out_dir
 
 
 def _optimise(cfg: PPOConfig, policy, ref, critic, opt, sched, batch, positions, scores, it: int) -> dict:

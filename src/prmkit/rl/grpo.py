@@ -1,0 +1,226 @@
+"""GRPO (DeepSeekMath, Shao et al. 2024): PPO without a critic, the baseline taken from a group of samples.
+
+Each iteration samples a group of G = ``samples_per_problem`` solutions for each of
+``problems_per_iteration`` training problems (``loop.train_loop``, shared with PPO) and scores them
+(``rollout.score_rollouts``). Advantages are relative to the group (``group_advantages``):
+
+- outcome supervision (``reward`` = ``outcome``, the ORM's final score, or ``answer``, the graded
+  answer): ``A_i = (r_i - mean(r)) / (std(r) + eps)`` on every response token of sample i;
+- process supervision (``process``, §4.1.3): every step reward of every sample in the group is
+  normalised by the mean and std of all of them, ``r~_ij = (r_ij - mean(R)) / (std(R) + eps)``, and a
+  token's advantage is the sum of the normalised rewards of the steps that end at or after it,
+  ``A_it = sum_{j: end(j) >= t} r~_ij``.
+
+The loss over the policy's tokens (calculator-forced tokens are out, as in PPO) is PPO's clipped
+surrogate plus the KL to the frozen starting policy as a loss term with the k3 estimator,
+``kl_coef * (pi_ref / pi - log(pi_ref / pi) - 1)`` (unbiased, always >= 0; paper beta = 0.04).
+
+A group whose rewards are all equal (all right or all wrong under ``answer``) carries no signal: its
+advantages are exactly 0 and the fraction of such groups is logged (``zero_adv_groups``). A sample
+with no step at all counts as one wrong step, reward 0 at its last token (``rollout``).
+
+Departures and choices. The std is the sample std (Bessel), as TRL and verl compute it; ``eps`` is
+1e-6 (verl). Losses are aggregated over tokens, each token weighted alike across the batch (PPO's
+aggregation here, verl's ``token-mean``, DAPO's), not the paper's mean over each sample's tokens then
+over samples, which weighs a token of a short sample more. ``epochs`` passes over each iteration's
+rollouts (default 2, as PPO here, so the two differ in their advantages only; DeepSeekMath takes one
+update per exploration stage). ``step_reward`` = ``delta`` works as in PPO. PRIME-style implicit
+process rewards are not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from prmkit.models import check_hub_fields
+from prmkit.rl import rollout
+from prmkit.rl.loop import masked_mean, ppo_policy_loss, train_loop
+from prmkit.types import Problem
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    reward: str = "process"  # process (PRM score per step), outcome (final score), answer (graded)
+    reward_model: str = ""  # PRM/ORM/value directory; not used by "answer"
+    step_reward: str = "score"  # process: each step's score (paper) or its change, "delta"
+    kl_coef: float = 0.04  # beta of the k3 KL loss term
+    clip: float = 0.2
+    eps: float = 1e-6  # added to the group std
+    lr: float = 5e-5  # for the world's tiny models, as PPO
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    iterations: int = 40
+    problems_per_iteration: int = 16
+    samples_per_problem: int = 4  # G, the group size
+    epochs: int = 2
+    minibatch_size: int = 16
+    temperature: float = 0.7
+    max_new_tokens: int = 256
+    batch_size: int = 64  # rows per generation batch
+    save_every: int = 10
+    eval_problems: int = 100  # held-out problems for greedy accuracy (0 = none)
+    eval_every: int = 10
+    seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the policy (a hub model's auto_map)
+    revision: str | None = None  # pin the policy's hub id to a branch, tag or commit
+
+    def __post_init__(self):
+        check_hub_fields(self, "grpo")
+        for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"grpo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        if self.reward != "answer" and not self.reward_model:
+            raise ValueError(f"grpo.reward={self.reward} needs grpo.reward_model (a PRM or ORM directory)")
+        if self.samples_per_problem < 2:
+            raise ValueError("grpo.samples_per_problem: a group needs at least 2 samples")
+        if self.kl_coef < 0 or self.clip <= 0 or self.eps <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("grpo: kl_coef must be >= 0; clip, eps and max_grad_norm > 0")
+        if self.lr <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("grpo: lr must be > 0, warmup_ratio in [0, 1)")
+        counts = (self.iterations, self.problems_per_iteration, self.epochs, self.minibatch_size)
+        if min(*counts, self.max_new_tokens, self.batch_size, self.save_every) < 1:
+            raise ValueError("grpo: iterations, batch sizes, epochs, max_new_tokens, save_every must be >= 1")
+        if self.temperature <= 0 or self.eval_problems < 0 or self.eval_every < 1:
+            raise ValueError(
+                "grpo: temperature must be > 0 (sampled rollouts), eval_problems >= 0, eval_every >= 1"
+            )
+
+
+def group_advantages(
+    positions: list[list[int]],
+    scores: list[list[float]],
+    mask: torch.Tensor,
+    group_size: int,
+    process: bool,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, float]:
+    """Token advantages (B, T) for rollouts in consecutive groups of ``group_size``, and the fraction
+    of groups whose rewards are all equal (their advantages are 0). ``positions``/``scores`` are
+    ``rollout.score_rollouts``'s: the response token of each reward and its value.
+
+    Outcome (one reward per sample): the sample's normalised reward on every response token.
+    Process: every step reward normalised over the group's steps, summed over the steps ending at or
+    after the token.
+
+    >>> mask = torch.ones(2, 3)
+    >>> a, zero = group_advantages([[2], [2]], [[1.0], [0.0]], mask, 2, process=False, eps=0.0)
+    >>> [[round(x, 4) for x in row] for row in a.tolist()], zero  # std of (1, 0) is 0.7071
+    ([[0.7071, 0.7071, 0.7071], [-0.7071, -0.7071, -0.7071]], 0.0)
+    >>> a, _ = group_advantages([[0, 2], [2]], [[1.0, 0.0], [0.5]], mask, 2, process=True, eps=0.0)
+    >>> a.tolist()  # steps (1, 0, 0.5): mean 0.5, std 0.5 -> (1, -1, 0), summed from each token on
+    [[0.0, -1.0, -1.0], [0.0, 0.0, 0.0]]
+    """
+    B, T = mask.shape
+    if B % group_size:
+        raise ValueError(f"grpo: {B} rollouts are not groups of {group_size}")
+    adv = torch.zeros(B, T)
+    zero = 0
+    for g in range(0, B, group_size):
+        rows = range(g, g + group_size)
+        if process:
+            rewards = torch.tensor([s for i in rows for s in scores[i]], dtype=torch.float64)
+        else:
+            rewards = torch.tensor([sum(scores[i]) for i in rows], dtype=torch.float64)
+        if bool(rewards.max() == rewards.min()):  # no signal; exactly 0, not rounding noise / eps
+            zero += 1
+            continue
+        norm = ((rewards - rewards.mean()) / (rewards.std() + eps)).tolist()
+        k = 0
+        for i in rows:
+            if process:
+                per_token = torch.zeros(T, dtype=torch.float64)
+                for pos in positions[i]:
+                    per_token[pos] += norm[k]
+                    k += 1
+                adv[i] = (
+                    per_token.flip(0).cumsum(0).flip(0).float()
+                )  # sum over the steps ending at t or later
+            else:
+                adv[i] = norm[k]
+                k += 1
+    return adv.to(mask.device) * mask, zero / (B // group_size)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(pi || pi_ref) from samples of pi: ``r - log r - 1``, r = pi_ref / pi.
+
+    >>> kl_k3(torch.tensor([0.0, math.log(0.5)]), torch.tensor([0.0, 0.0])).tolist()  # r = 1, 2
+    [0.0, 0.3068528175354004]
+    """
+    d = (ref_logp - logp).clamp(-20, 20)  # exp would overflow on a token the policy all but ruled out
+    return torch.exp(d) - d - 1
+
+
+def train_grpo(
+    cfg: GRPOConfig,
+    policy_dir: str | Path,
+    problems: list[Problem],
+    out_dir: str | Path,
+    eval_problems: list[Problem] | None = None,
+    progress: bool = True,
+) -> Path:
+    """GRPO from the policy in ``policy_dir`` on ``problems``; the trained policy lands in ``out_dir``.
+
+    As ``train_ppo``: ``out_dir`` is an ordinary model directory with ``metrics.jsonl`` and
+    ``prmkit_rl.json``; a finished ``out_dir`` is returned as is; a killed run resumes.
+    """
+
+    def setup(policy):
+        return {}, [{"params": policy.parameters(), "lr": cfg.lr}]
+
+    def optimise(policy, ref, opt, sched, batch, positions, scores, it):
+        return _optimise(cfg, policy, ref, opt, sched, batch, positions, scores, it)
+
+    return train_loop(
+        "grpo", cfg, policy_dir, problems, out_dir, setup, optimise, cfg.epochs, eval_problems, progress
+    )
+
+
+def _optimise(cfg: GRPOConfig, policy, ref, opt, sched, batch, positions, scores, it: int) -> dict:
+    """Group advantages and ``epochs`` of minibatch updates on one iteration's rollouts."""
+    mb = cfg.minibatch_size
+    mask, chosen = batch["mask"], batch["chosen"]
+    with torch.no_grad():
+        logprobs = rollout.response_logprobs
+        old_logp = rollout.chunked(lambda c: logprobs(policy, c, cfg.temperature)[0], batch, mb)  # (B, T)
+        ref_logp = rollout.chunked(lambda c: logprobs(ref, c, cfg.temperature)[0], batch, mb)  # (B, T)
+        adv, zero_groups = group_advantages(
+            positions, scores, mask, cfg.samples_per_problem, cfg.reward == "process", cfg.eps
+        )
+    fixed = dict(old_logp=old_logp, ref_logp=ref_logp, adv=adv)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)  # minibatch order, same on resume
+    n_mb = math.ceil(len(mask) / mb)
+    per_mb_chosen = float(chosen.sum()) / n_mb
+    stats = []
+    for _ in range(cfg.epochs):
+        for rows in rollout.length_groups(batch, mb, gen):
+            sub = rollout.select_rows({**batch, **fixed}, rows)
+            logp, ent = rollout.response_logprobs(policy, sub, cfg.temperature, entropy=True)
+            pg_loss, clip_frac = ppo_policy_loss(
+                logp, sub["old_logp"], sub["adv"], sub["chosen"], cfg.clip, per_mb_chosen
+            )
+            kl_loss = masked_mean(kl_k3(logp, sub["ref_logp"]), sub["chosen"], per_mb_chosen)
+            opt.zero_grad(set_to_none=True)
+            (pg_loss + cfg.kl_coef * kl_loss).backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            ent = masked_mean(ent, sub["chosen"])
+            stats.append(torch.stack([pg_loss, kl_loss, clip_frac, ent]).detach())
+    names = ("policy_loss", "kl_loss", "clip_frac", "entropy")
+    out = dict(zip(names, torch.stack(stats).mean(0).tolist(), strict=True))
+    kl_seq = ((old_logp - ref_logp) * chosen).sum(1)  # (B,) per-rollout KL estimate, as PPO logs it
+    out.update(
+        reward_score=float(torch.tensor([sum(s) for s in scores]).mean()),
+        reward_kl=float(-cfg.kl_coef * kl_seq.mean()),
+        kl=float(kl_seq.mean()),
+        adv_abs=float(masked_mean(adv.abs(), chosen)),
+        zero_adv_groups=zero_groups,
+    )
+    if not all(math.isfinite(v) for v in out.values()):
+        raise FloatingPointError(f"grpo: non-finite training statistics at iteration {it + 1}: {out}")
+    return out

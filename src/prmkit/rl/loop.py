@@ -1,0 +1,255 @@
+"""What PPO and GRPO share: the clipped surrogate loss, the resumable state file, and the iteration loop.
+
+``train_loop`` runs one policy-gradient method from a policy directory: it loads the policy and a frozen
+copy as the KL reference, samples ``samples_per_problem`` rollouts for ``problems_per_iteration``
+training problems per iteration through the policy backend (``HFPolicy`` on the live weights,
+calculator on), scores them (``rollout.score_rollouts``), hands them to the method's ``optimise``, and
+writes one metrics line per iteration to ``OUT.checkpoints/metrics.jsonl`` (line 0: the starting
+greedy accuracy). Every ``save_every`` iterations it saves policy, the method's other modules (PPO's
+critic), optimiser, schedule, RNG states and the iteration to ``OUT.checkpoints/state.pt``; a killed
+run continues from there, dropping the metric lines of iterations it redoes. ``OUT`` appears whole,
+an ordinary model directory with ``metrics.jsonl`` and ``prmkit_rl.json``, when training finishes.
+
+The method supplies ``setup(policy) -> (modules, param_groups)`` (modules saved with the state;
+param groups for AdamW, the policy's first) and ``optimise(policy, ref, opt, sched, batch, positions,
+scores, it) -> metrics`` (rollouts in ``batch`` come in groups of ``samples_per_problem``, one per problem); its config carries the shared fields (``reward``,
+``reward_model``, ``step_reward``, ``lr``, ``warmup_ratio``, ``iterations``, ``problems_per_iteration``,
+``samples_per_problem``, ``minibatch_size``, ``temperature``, ``max_new_tokens``, ``batch_size``,
+``save_every``, ``eval_problems``, ``eval_every``, ``seed``, ``trust_remote_code``, ``revision``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, repair_tail, write_jsonl
+from prmkit.rl import rollout
+from prmkit.training import checkpoint_dir
+from prmkit.types import Problem
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+    """Mean over the masked entries, or their sum over ``n_tokens`` when given (PPO's module docstring)."""
+    return (x * mask).sum() / (n_tokens if n_tokens else mask.sum().clamp(min=1))
+
+
+def ppo_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    n_tokens: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss over masked tokens, and the fraction of tokens where the clip was active.
+
+    >>> logp, adv = torch.log(torch.tensor([[1.5, 0.5, 1.1]])), torch.tensor([[1.0, -1.0, 2.0]])
+    >>> loss, frac = ppo_policy_loss(logp, torch.zeros(1, 3), adv, torch.ones(1, 3), clip=0.2)
+    >>> round(loss.item(), 4), round(frac.item(), 4)  # ratios 1.5 -> 1.2, 0.5 -> 0.8, 1.1 kept
+    (-0.8667, 0.6667)
+    """
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1 - clip, 1 + clip)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, n_tokens)
+    return loss, masked_mean((clipped > unclipped).float(), mask)
+
+
+def save_state(path: Path, iteration: int, **parts) -> None:
+    """Tensors and plain values only (state dicts, the RNG states as a byte tensor and a tuple of ints),
+    so ``load_state`` can read the file with torch's weights-only unpickler."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    state.update(iteration=iteration, torch_rng=torch.get_rng_state(), python_rng=random.getstate())
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill while saving leaves the previous state intact
+
+
+def load_state(path: Path, device, method: str, **parts) -> int:
+    """Restore what ``save_state`` wrote; the iteration to continue from (0 without a state).
+
+    A run directory may come from someone else (a shared disk, a downloaded run), so the file is read
+    with ``weights_only=True``: a pickle that would build any object other than tensors, containers and
+    numbers (and so could run code) is refused with a ValueError naming the file, never executed."""
+    import pickle
+
+    if not path.exists():
+        return 0
+    name = method.upper()
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        called = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))  # torch's text; not its advice
+        why = f"it would call {called.group(1)}" if called else "it is not a file of tensors and plain values"
+        raise ValueError(
+            f"{path}: not a {name} state prmkit wrote (refused to unpickle it: {why}); "
+            f"delete it to start this {name} run over"
+        ) from None
+    expected = {*parts, "iteration", "torch_rng", "python_rng"}
+    if not isinstance(state, dict) or not expected <= set(state):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not a {name} state prmkit wrote (expected {sorted(expected)}, got {have})")
+    for part_name, part in parts.items():
+        part.load_state_dict(state[part_name])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    return state["iteration"]
+
+
+def summary(metrics: list[dict]) -> dict:
+    evals = [m for m in metrics if "greedy_accuracy" in m]
+    return {
+        "iterations": max((m["iteration"] for m in metrics), default=0),
+        "greedy_accuracy_start": evals[0]["greedy_accuracy"] if evals else None,
+        "greedy_accuracy_end": evals[-1]["greedy_accuracy"] if evals else None,
+        "seconds": round(sum(m.get("t_total", 0.0) for m in metrics), 1),
+    }
+
+
+def train_loop(
+    method: str,
+    cfg: Any,
+    policy_dir: str | Path,
+    problems: list[Problem],
+    out_dir: str | Path,
+    setup: Callable[[Any], tuple[dict[str, torch.nn.Module], list[dict]]],
+    optimise: Callable[..., dict],
+    epochs: int,
+    eval_problems: list[Problem] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train the policy in ``policy_dir`` on ``problems`` with ``method``; see the module docstring.
+
+    ``epochs`` passes over each iteration's rollouts in minibatches size the learning-rate schedule.
+    A finished ``out_dir`` is returned as is.
+    """
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    from prmkit.models import load_causal_lm, load_tokenizer, model_source
+    from prmkit.policy.hf import HFPolicy
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    if not problems:
+        raise ValueError(f"{method}: no training problems")
+    evals = (eval_problems or [])[: cfg.eval_problems]
+    ckpt = checkpoint_dir(out_dir)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    hub = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
+    tok = load_tokenizer(policy_dir, **hub)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(
+            f"{method}: {policy_dir} needs a fast tokenizer (character offsets place the rewards)"
+        )
+    policy = load_causal_lm(policy_dir, dtype="float32", **hub).to(device)
+    ref = load_causal_lm(policy_dir, dtype="float32", **hub).to(device).requires_grad_(False)
+    source = model_source(policy_dir, policy, cfg.revision)
+    modules, param_groups = setup(policy)
+    modules = {k: m.to(device) for k, m in modules.items()}
+    reward_model = None
+    if cfg.reward != "answer":
+        from prmkit.reward import load_reward_model
+
+        reward_model = load_reward_model(cfg.reward_model, trust_remote_code=cfg.trust_remote_code)
+    opt = torch.optim.AdamW(param_groups, weight_decay=0.0)
+    rollouts_per_it = cfg.problems_per_iteration * cfg.samples_per_problem
+    total = cfg.iterations * epochs * math.ceil(rollouts_per_it / cfg.minibatch_size)
+    sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+
+    state_path, metrics_path = ckpt / "state.pt", ckpt / "metrics.jsonl"
+    parts = dict(policy=policy, **modules, optimizer=opt, scheduler=sched)
+    start = load_state(state_path, device, method, **parts)
+    # iterations after the last saved state are redone: drop their metric lines (and a line torn by a kill)
+    repair_tail(metrics_path)
+    kept = [m for m in read_jsonl(metrics_path) if m["iteration"] <= start] if metrics_path.exists() else []
+    write_jsonl(metrics_path, kept)
+    policy.eval()  # no dropout anywhere: rho = 1 before the first update
+    for m in modules.values():
+        m.eval()
+    # rollouts go through the policy backend, calculator on, sampling from the live weights
+    sampler = HFPolicy(
+        policy, tok, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, device=str(device)
+    )
+    writer = None
+    with contextlib.suppress(ImportError):  # TensorBoard if it is installed; the JSONL is the record anyway
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(ckpt / "tensorboard"))
+    log = JsonlAppender(metrics_path)
+    if start == 0 and evals and not kept:  # kept: a run killed before its first save measured it
+        log.write(
+            {"iteration": 0, "greedy_accuracy": rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)}
+        )
+    by_id = {p.id: p for p in problems}
+    bar = tqdm(
+        total=cfg.iterations, initial=start, desc=f"{method} ({cfg.reward})", unit="it", disable=not progress
+    )
+    for it in range(start, cfg.iterations):
+        t0 = time.perf_counter()
+        batch_problems = rollout.iteration_problems(problems, it, cfg.problems_per_iteration, cfg.seed)
+        rollouts = rollout.sample_rollouts(
+            sampler,
+            tok,
+            batch_problems,
+            cfg.samples_per_problem,
+            cfg.temperature,
+            seed=cfg.seed * 1_000_003 + it,
+        )
+        t1 = time.perf_counter()
+        positions, scores, correct = rollout.score_rollouts(
+            rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
+        )
+        t2 = time.perf_counter()
+        batch = rollout.collate(rollouts, tok.pad_token_id, device)
+        m = optimise(policy, ref, opt, sched, batch, positions, scores, it)
+        t3 = time.perf_counter()
+        m.update(rollout.rollout_stats(rollouts, correct), iteration=it + 1, lr=sched.get_last_lr()[0])
+        m.update(t_generate=t1 - t0, t_score=t2 - t1, t_optimise=t3 - t2)
+        if evals and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
+            m["greedy_accuracy"] = rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)
+        m["t_total"] = time.perf_counter() - t0
+        m = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
+        log.write(m)
+        if writer is not None:
+            for k, v in m.items():
+                writer.add_scalar(f"{method}/{k}", v, it + 1)
+        if (it + 1) % cfg.save_every == 0 or it + 1 == cfg.iterations:
+            save_state(state_path, it + 1, **parts)
+        bar.update(1)
+        bar.set_postfix(reward=f"{m['reward_score']:.3f}", kl=f"{m['kl']:.3f}", acc=f"{m['accuracy']:.2f}")
+    log.close()
+    bar.close()
+    if writer is not None:
+        writer.close()
+
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    if tmp.exists():  # left by a run killed while saving
+        shutil.rmtree(tmp)
+    policy.generation_config.pad_token_id = tok.pad_token_id
+    policy.save_pretrained(str(tmp))
+    tok.padding_side = "left"
+    tok.save_pretrained(str(tmp))
+    shutil.copy(metrics_path, tmp / "metrics.jsonl")
+    metrics = read_jsonl(metrics_path)
+    atomic_write_json(
+        tmp / "prmkit_rl.json",
+        {"method": method, "policy": str(policy_dir), "policy_source": source, "config": asdict(cfg)}
+        | summary(metrics),
+    )
+    tmp.rename(out_dir)  # "config.json exists" means finished
+    return out_dir
