@@ -39,6 +39,7 @@ STAGES: dict[str, str] = {
     "rft": "prmkit.rl.rft:RFTConfig",
     "rl": "prmkit.rl.compare:RLConfig",
     "ray": "prmkit.distributed:RayConfig",  # sample, annotate: shard the model calls over Ray workers
+    "search": "prmkit.search:SearchConfig",  # PRM-guided search; the demo's compute-matched comparison
 }
 KIND_STAGES = ("prm", "orm")  # stages whose config has a ``kind`` field that must be the stage's name
 
@@ -103,7 +104,7 @@ def check_stages(recipe: dict[str, Any], source: str = "recipe") -> None:
     >>> check_stages({"sampel": {"n": 3}}, "--set")
     Traceback (most recent call last):
     ...
-    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, rl, ray
+    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, rl, ray, search
     """
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:

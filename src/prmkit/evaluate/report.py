@@ -223,6 +223,23 @@ def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
     return lines
 
 
+def _search(search: dict) -> list[str]:
+    return [
+        "## PRM-guided search at equal compute",
+        "",
+        f"Best-of-N, weighted self-consistency (the same samples, PRM-weighted vote), step-level beam search and"
+        f" DVTS (beam width {search['beam_width']}; prefixes ranked by the PRM's {search['aggregation']} step"
+        f" score) on the first {search['problems']} test problems, {search['seeds']} seeds each; ± is the 95 %"
+        " interval over seeds (Student's t). Compare methods at equal tokens per problem, not equal N: a"
+        " beam search of N beams samples about N solutions' worth of steps, and scores every prefix.",
+        "",
+        search["table"],
+        "",
+        f"![accuracy against sampled tokens]({search['png']})" if search.get("png") else "",
+        "",
+    ]
+
+
 def render_report(report: dict[str, Any]) -> str:
     """The whole ``report.md``."""
     splits = report["splits"]
@@ -265,6 +282,8 @@ def render_report(report: dict[str, Any]) -> str:
             lines += _quality(split, q)
     if report.get("rl"):
         lines += _rl(report["rl"], splits.get("test", {}).get("bon"))
+    if report.get("search"):
+        lines += _search(report["search"])
     total = sum(report["timings"].values())
     lines += ["## Time per stage", "", "| stage | seconds | share |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in report["timings"].items()]
