@@ -77,6 +77,8 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
         "ppo.iterations=1", "ppo.problems_per_iteration=2", "ppo.samples_per_problem=2", "ppo.minibatch_size=4",
         "ppo.max_new_tokens=16", "ppo.eval_problems=2", "ppo.eval_every=1",
         "rft.k=2", "rft.max_problems=4", "rft.max_new_tokens=16", "rft.max_steps=1", "rft.train_batch_size=4",
+        "search.compare_budgets=[2]", "search.beam_width=2", "search.compare_seeds=2", "search.max_new_tokens=24",
+        "search.step_tokens=12", "search.max_steps=3",
     ]  # fmt: skip
     recipe = load_recipe(ROOT / "recipes/gsm8k.yaml", sets)
     report = run_demo(recipe, tmp_path / "run")
@@ -109,6 +111,16 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
     # PPO's held-out curve used the test split's other problems, not the reported ones
     metrics = (tmp_path / "run" / "rl" / "process-seed0" / "metrics.jsonl").read_text().splitlines()
     assert metrics and "greedy_accuracy" in metrics[0]
+    # PRM-guided search on GSM8K-format problems: every method at the one budget, 2 seeds, in the report
+    search = report["search"]
+    assert [(r["method"], r["n"], len(r["seeds"])) for r in search["rows"]] == [
+        ("best-of-N", 2, 2), ("weighted SC", 2, 2), ("beam search", 2, 2), ("DVTS", 2, 2)
+    ]  # fmt: skip
+    assert (
+        "## PRM-guided search at equal compute" in md
+        and "![accuracy against sampled tokens](search.png)" in md
+    )
+    assert (tmp_path / "run" / "search.png").stat().st_size > 0
 
 
 def test_likelihood_is_an_opt_in_verifier():

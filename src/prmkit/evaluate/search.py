@@ -106,17 +106,22 @@ def plot_search(rows: list[dict[str, Any]], path: str | Path, title: str = "PRM-
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     styles = {"best-of-N": "-", "weighted SC": "--", "beam search": "-", "DVTS": "-"}
-    for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for i, method in enumerate(methods):
         pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["tokens"])
+        dodge = 1 + 0.012 * (i - (len(methods) - 1) / 2)  # methods at equal tokens side by side, not on top
         ax.errorbar(
-            [r["tokens"] for r in pts], [r["accuracy"] for r in pts],
+            [r["tokens"] * dodge for r in pts], [r["accuracy"] for r in pts],
             yerr=[r["ci95"] or 0.0 for r in pts], marker="o", markersize=4, capsize=3,
             linestyle=styles.get(method, "-"), color=plt.get_cmap("tab10").colors[i % 10], label=method,
         )  # fmt: skip
-        for r in pts:
-            ax.annotate(f"N={r['n']}", (r["tokens"], r["accuracy"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
     ax.set_xscale("log", base=2)
+    ticks = {}
+    for r in rows:  # one tick per budget, at its mean tokens over methods
+        ticks.setdefault(r["n"], []).append(r["tokens"])
+    ax.set_xticks([sum(v) / len(v) for v in ticks.values()],
+                  [f"{sum(v) / len(v):.0f}\n(N={n})" for n, v in ticks.items()])  # fmt: skip
+    ax.minorticks_off()
     ax.set_xlabel("sampled tokens per problem")
     ax.set_ylabel("accuracy (bars: 95 % intervals over seeds)")
     ax.set_title(title)
