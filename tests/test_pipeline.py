@@ -163,3 +163,19 @@ def test_report_auc_table_by_hand():
     for r in report["splits"].values():
         del r["within_problem_auc"]
     assert "Ranking a problem" not in render_report(report)
+
+
+def test_a_run_directory_from_before_a_new_stage_resumes(tmp_path):
+    """A stage added to prmkit since a run began (as ``search``) is not a recipe change; a changed one is."""
+    import yaml
+
+    from prmkit.pipeline import _claim_run_dir
+
+    recipe = DemoRecipe.from_dict({})
+    saved = recipe.to_dict()
+    del saved["search"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    _claim_run_dir(tmp_path, recipe)
+    assert "search" in yaml.safe_load((tmp_path / "recipe.yaml").read_text())
+    with pytest.raises(ValueError, match=r"different recipe \(stages: search\)"):
+        _claim_run_dir(tmp_path, DemoRecipe.from_dict({"search": {"compare_seeds": 2}}))
