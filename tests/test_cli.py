@@ -93,7 +93,9 @@ def test_demo_quick_smoke_and_resume(tmp_path):
     assert "## Verifiers against the oracle" in md and "## Time per stage" in md
     assert {"PRM", "ORM", "value"} == set(test["verifier_quality"]) and report["annotation_audit"]
     assert max(r["n"] for r in test["bon"]) == 4 and max(r["n"] for r in report["splits"]["ood"]["bon"]) == 2
-    for name in ("bon.png", "bon_ood.png", "annotation_quality.png"):
+    assert "## PRM-guided search at equal compute" in md and {r["n"] for r in report["search"]["rows"]} == {2}
+    assert len(list((run / "search").glob("*.jsonl"))) == 3 * 2  # strategies x seeds at the one budget
+    for name in ("bon.png", "bon_ood.png", "annotation_quality.png", "search.png"):
         assert (run / name).stat().st_size > 0
     for name in ("generator", "prm", "orm", "value"):
         assert (run / name / "config.json").exists()
@@ -105,7 +107,7 @@ def test_demo_quick_smoke_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert len((run / "samples_test.jsonl").read_text().splitlines()) == n_samples
     again = json.loads((run / "timings.json").read_text())
-    for stage in ("world", "sft", "train_prm", "train_orm", "train_value"):
+    for stage in ("world", "sft", "train_prm", "train_orm", "train_value", "search"):
         assert again[stage] == timings[stage]
     # a different recipe in the same run dir is refused
     result = runner.invoke(app, [*args, "--set", "sample.n=8"])

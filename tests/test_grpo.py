@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import text_completions
 from typer.testing import CliRunner
 
 from prmkit.cli import app
@@ -93,7 +94,7 @@ def test_rl_comparison_knows_the_grpo_methods():
 
 
 def _hand_batch(tok):
-    rollouts = encode_rollouts(tok, [PROBLEM, PROBLEM], [GOOD, BAD], ["eos", "eos"])
+    rollouts = encode_rollouts(tok, [PROBLEM, PROBLEM], text_completions([GOOD, BAD], ["eos", "eos"]))
     positions, scores, correct = score_rollouts(rollouts, {PROBLEM.id: PROBLEM}, "answer")
     assert correct == [True, False]
     return collate(rollouts, tok.pad_token_id, "cpu"), positions, scores

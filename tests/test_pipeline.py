@@ -106,6 +106,8 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
         "grpo.iterations=1", "grpo.problems_per_iteration=2", "grpo.samples_per_problem=2",
         "grpo.minibatch_size=4", "grpo.max_new_tokens=16", "grpo.eval_problems=2",
         "rft.k=2", "rft.max_problems=4", "rft.max_new_tokens=16", "rft.max_steps=1", "rft.train_batch_size=4",
+        "search.compare_budgets=[2]", "search.beam_width=2", "search.compare_seeds=2", "search.max_new_tokens=24",
+        "search.step_tokens=12", "search.max_steps=3",
     ]  # fmt: skip
     recipe = load_recipe(ROOT / "recipes/gsm8k.yaml", sets)
     report = run_demo(recipe, tmp_path / "run")
@@ -139,6 +141,16 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
     # PPO's held-out curve used the test split's other problems, not the reported ones
     metrics = (tmp_path / "run" / "rl" / "process-seed0" / "metrics.jsonl").read_text().splitlines()
     assert metrics and "greedy_accuracy" in metrics[0]
+    # PRM-guided search on GSM8K-format problems: every method at the one budget, 2 seeds, in the report
+    search = report["search"]
+    assert [(r["method"], r["n"], len(r["seeds"])) for r in search["rows"]] == [
+        ("best-of-N", 2, 2), ("weighted SC", 2, 2), ("beam search", 2, 2), ("DVTS", 2, 2)
+    ]  # fmt: skip
+    assert (
+        "## PRM-guided search at equal compute" in md
+        and "![accuracy against sampled tokens](search.png)" in md
+    )
+    assert (tmp_path / "run" / "search.png").stat().st_size > 0
 
 
 def test_likelihood_is_an_opt_in_verifier():
@@ -181,3 +193,19 @@ def test_report_auc_table_by_hand():
     for r in report["splits"].values():
         del r["within_problem_auc"]
     assert "Ranking a problem" not in render_report(report)
+
+
+def test_a_run_directory_from_before_a_new_stage_resumes(tmp_path):
+    """A stage added to prmkit since a run began (as ``search``) is not a recipe change; a changed one is."""
+    import yaml
+
+    from prmkit.pipeline import _claim_run_dir
+
+    recipe = DemoRecipe.from_dict({})
+    saved = recipe.to_dict()
+    del saved["search"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    _claim_run_dir(tmp_path, recipe)
+    assert "search" in yaml.safe_load((tmp_path / "recipe.yaml").read_text())
+    with pytest.raises(ValueError, match=r"different recipe \(stages: search\)"):
+        _claim_run_dir(tmp_path, DemoRecipe.from_dict({"search": {"compare_seeds": 2}}))

@@ -207,6 +207,67 @@ def sample(
 
 
 @_command(app)
+def search(
+    model: Annotated[str, typer.Option(help="Generator (the policy): a model directory or hub id.")],
+    prm: Annotated[
+        str, typer.Option(help="Process reward model that scores every prefix: a directory or hub id.")
+    ],
+    problems: Annotated[str, typer.Option(help="Problems: a world run dir, a JSONL path or a hub id.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="results.jsonl to write (one record per problem; appends and resumes)."),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of one run: every search.compare_strategies x compare_budgets x compare_seeds "
+            "into this folder, with search.png and the compute-matched table."
+        ),
+    ] = None,
+    source: SourceOpt = "world",
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
+):
+    """PRM-guided test-time search: the policy writes one step at a time (stopping at the step separator),
+    the PRM scores each prefix, the search keeps the best.
+
+    search.strategy: best_of_n (n whole solutions, the best by the PRM), beam_search (n beams; each of
+    the n/beam_width kept beams is expanded by beam_width next steps, the best n/beam_width children by
+    PRM prefix score are kept), dvts (n/beam_width independent subtrees, each keeping its best child).
+    search.select picks the final answer among finished candidates (best_of_n, weighted_sc, majority) with
+    search.aggregation of their step scores. Prints accuracy, sampled tokens and PRM calls per problem.
+    """
+    from prmkit.data import load_problems
+    from prmkit.reward import load_reward_model
+    from prmkit.search import build_search_policy, search_problems, summary
+
+    if (out is None) == (compare is None):
+        raise ValueError("search: give --out FILE (one run) or --compare DIR (the comparison), not both")
+    cfg = _config("search", recipe, set_, **_hub(trust_remote_code, revision))
+    probs = load_problems(source, problems, split=split, limit=limit)
+    if not probs:
+        raise ValueError(f"{problems}: no problems")
+    scorer = load_reward_model(prm, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    if compare is not None:
+        from prmkit.evaluate.search import run_comparison
+
+        result = run_comparison(model, scorer, probs, cfg, compare, compare / "search.png", progress=True)
+        typer.echo(result["table"])
+        typer.echo(f"-> {compare / 'search.png'}")
+        return
+    policy = build_search_policy(model, cfg, probs[0].kind)
+    try:
+        records = search_problems(policy, scorer, probs, cfg, out)
+    finally:
+        policy.close()
+    typer.echo(json.dumps({"strategy": cfg.strategy, "n": cfg.n, **summary(records)}))
+
+
+@_command(app)
 def annotate(
     model: Annotated[
         str, typer.Option(help="Completer: a model directory or hub id (usually the generator).")

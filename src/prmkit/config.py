@@ -40,6 +40,7 @@ STAGES: dict[str, str] = {
     "grpo": "prmkit.rl.grpo:GRPOConfig",
     "rl": "prmkit.rl.compare:RLConfig",
     "ray": "prmkit.distributed:RayConfig",  # sample, annotate: shard the model calls over Ray workers
+    "search": "prmkit.search:SearchConfig",  # PRM-guided search; the demo's compute-matched comparison
 }
 KIND_STAGES = ("prm", "orm")  # stages whose config has a ``kind`` field that must be the stage's name
 
@@ -104,7 +105,7 @@ def check_stages(recipe: dict[str, Any], source: str = "recipe") -> None:
     >>> check_stages({"sampel": {"n": 3}}, "--set")
     Traceback (most recent call last):
     ...
-    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, grpo, rl, ray
+    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, grpo, rl, ray, search
     """
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:

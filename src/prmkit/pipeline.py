@@ -40,6 +40,7 @@ from prmkit.rl.grpo import GRPOConfig
 from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
+from prmkit.search import SearchConfig
 from prmkit.types import Problem, Solution, index_problems
 from prmkit.world import SPLITS, WorldConfig, make_world
 
@@ -126,6 +127,7 @@ class DemoRecipe:
     rft: RFTConfig
     rl: RLConfig
     grpo: GRPOConfig
+    search: SearchConfig
 
     @classmethod
     def stages(cls) -> list[str]:
@@ -197,6 +199,7 @@ def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
     saved = run_dir / "recipe.yaml"
     if saved.exists():
         old = yaml.safe_load(saved.read_text())
+        # a stage the saved recipe lacks was added to prmkit since the run began: it has no output yet
         changed = [
             k
             for k in DemoRecipe.stages()
@@ -391,6 +394,28 @@ def evaluate_split(
     return out
 
 
+def stage_search(
+    recipe: DemoRecipe,
+    generator: Path,
+    prm_path: Path | str,
+    test: list[Problem],
+    run_dir: Path,
+    timer: Timer,
+) -> dict[str, Any]:
+    """PRM-guided search on the first ``search.compare_problems`` test problems: every strategy, budget
+    and seed into ``search/``, compared at equal sampled tokens (``search.png``). Runs after every other
+    stage on seeds of its own, so the numbers before it are the same with or without it."""
+    from prmkit.evaluate.search import run_comparison
+    from prmkit.reward import load_reward_model
+
+    cfg = recipe.search
+    png = run_dir / "search.png"
+    return timer.run(
+        "search", run_comparison, generator, load_reward_model(str(prm_path)),
+        test[: cfg.compare_problems], cfg, run_dir / "search", png, done=png.exists(),
+    )  # fmt: skip
+
+
 def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) the demo in ``run_dir`` on ``demo.torch_threads`` threads; returns the report."""
     import torch
@@ -447,6 +472,9 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
             models, recipe.sample, run_dir, timer, sft_greedy=results["test"].get("greedy_accuracy"),
             grpo=recipe.grpo,
         )  # fmt: skip
+    search = None
+    if recipe.search.compare_problems and "PRM" in models:
+        search = stage_search(recipe, generator, models["PRM"], splits["test"], run_dir, timer)
     report = {
         "run_dir": str(run_dir),
         "recipe": recipe.to_dict(),
@@ -454,6 +482,7 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         "annotation_audit": audit,
         "splits": results,
         "rl": rl,
+        "search": search,
         "timings": timer.times,
     }
     atomic_write_json(run_dir / "report.json", report)

@@ -107,32 +107,46 @@ def group_answers(answers: list[str | None], kind: str) -> list[int]:
     return out
 
 
-def _vote(cands: list[Candidate], groups: list[int], weights: list[float]) -> Candidate:
-    """The first candidate of the group with the highest total weight (ties: the group seen first).
+def _vote(cands: list[Candidate], groups: list[int], weights: list[float]) -> int:
+    """The index of the first candidate of the group with the highest total weight (ties: the group seen first).
     The group of missing answers never wins while any answer exists."""
     total: dict[int, float] = {}
     for g, w in zip(groups, weights, strict=True):
         total[g] = total.get(g, 0.0) + w
     first = {g: groups.index(g) for g in total}
     best = max(total, key=lambda g: (cands[first[g]].answer is not None, total[g], -first[g]))
-    return cands[first[best]]
+    return first[best]
 
 
-def select(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k: int = 3) -> bool:
-    """Whether ``strategy`` picks a correct answer among ``cands`` (scores aggregated by ``how``)."""
+def choose(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k: int = 3) -> int:
+    """The index of the candidate ``strategy`` picks (its answer is the pick's answer); ``pass`` picks the
+    first correct candidate, else the first. ``select`` is whether that pick is correct.
+
+    >>> cands = [Candidate("18", True, [0.9, 0.2]), Candidate("18.0", True, [0.8, 0.7]), Candidate("7", False, [0.99])]
+    >>> [choose(cands, s, "gsm8k", "min") for s in ("majority", "best_of_n", "weighted_sc", "top_k")]
+    [0, 2, 2, 0]
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if not cands:
         raise ValueError("select: no candidates (an empty pool for a problem)")
     if strategy == "pass":
-        return any(c.correct for c in cands)
+        return next((i for i, c in enumerate(cands) if c.correct), 0)
     if strategy == "majority":
-        return _vote(cands, _groups(cands, kind), [1.0] * len(cands)).correct
+        return _vote(cands, _groups(cands, kind), [1.0] * len(cands))
     solution_scores = [aggregate(c.scores, how) for c in cands]
     # best first; a candidate without steps (empty output) ranks below every candidate with steps
     ranked = sorted(range(len(cands)), key=lambda i: (not cands[i].scores, -solution_scores[i], i))
     if strategy == "best_of_n":
-        return cands[ranked[0]].correct
+        return ranked[0]
     if strategy == "top_k":
-        return select([cands[i] for i in sorted(ranked[:k])], "majority", kind)
-    return _vote(cands, _groups(cands, kind), solution_scores).correct  # weighted_sc
+        top = sorted(ranked[:k])
+        return top[choose([cands[i] for i in top], "majority", kind)]
+    return _vote(cands, _groups(cands, kind), solution_scores)  # weighted_sc
+
+
+def select(cands: list[Candidate], strategy: str, kind: str, how: str = "min", k: int = 3) -> bool:
+    """Whether ``strategy`` picks a correct answer among ``cands`` (scores aggregated by ``how``)."""
+    if strategy == "pass" and cands:
+        return any(c.correct for c in cands)
+    return cands[choose(cands, strategy, kind, how, k)].correct

@@ -227,6 +227,44 @@ def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
     return lines
 
 
+def search_verdict(rows: list[dict]) -> str | None:
+    """One line: every method against best-of-N at the largest budget, judged against the intervals.
+
+    >>> search_verdict([{"method": "best-of-N", "n": 8, "accuracy": 0.4, "ci95": 0.05, "tokens": 560},
+    ...                 {"method": "DVTS", "n": 8, "accuracy": 0.5, "ci95": 0.04, "tokens": 570}])
+    'At N=8 (about 560 sampled tokens a problem), against best-of-N 40.0% ± 5.0%: DVTS 50.0% ± 4.0% beats.'
+    """
+    n = max((r["n"] for r in rows if r["method"] == "best-of-N"), default=None)
+    at = {r["method"]: r for r in rows if r["n"] == n}
+    if n is None or any(r["ci95"] is None for r in at.values()):
+        return None  # one seed: no interval to judge by
+    bon = at.pop("best-of-N")
+    verdicts = [f"{m} {pct(r['accuracy'])} ± {pct(r['ci95'])} {compare(r, bon)}" for m, r in at.items()]
+    return (
+        f"At N={n} (about {bon['tokens']:.0f} sampled tokens a problem), against best-of-N "
+        f"{pct(bon['accuracy'])} ± {pct(bon['ci95'])}: {', '.join(verdicts)}."
+    )
+
+
+def _search(search: dict) -> list[str]:
+    verdict = search_verdict(search["rows"])
+    return [
+        "## PRM-guided search at equal compute",
+        "",
+        *([verdict, ""] if verdict else []),
+        f"Best-of-N, weighted self-consistency (the same samples, PRM-weighted vote), step-level beam search and"
+        f" DVTS (beam width {search['beam_width']}; prefixes ranked by the PRM's {search['aggregation']} step"
+        f" score) on the first {search['problems']} test problems, {search['seeds']} seeds each; ± is the 95 %"
+        " interval over seeds (Student's t). Compare methods at equal tokens per problem, not equal N: a"
+        " beam search of N beams samples about N solutions' worth of steps, and scores every prefix.",
+        "",
+        search["table"],
+        "",
+        f"![accuracy against sampled tokens]({search['png']})" if search.get("png") else "",
+        "",
+    ]
+
+
 def render_report(report: dict[str, Any]) -> str:
     """The whole ``report.md``."""
     splits = report["splits"]
@@ -269,6 +307,8 @@ def render_report(report: dict[str, Any]) -> str:
             lines += _quality(split, q)
     if report.get("rl"):
         lines += _rl(report["rl"], splits.get("test", {}).get("bon"))
+    if report.get("search"):
+        lines += _search(report["search"])
     total = sum(report["timings"].values())
     lines += ["## Time per stage", "", "| stage | seconds | share |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in report["timings"].items()]
