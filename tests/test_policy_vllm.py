@@ -228,3 +228,54 @@ def test_openai_backend_against_vllm_serve(model_dir, hf, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its engine processes
             proc.wait(timeout=30)
         log.close()
+
+
+def test_grpo_rollouts_through_vllm(model_dir, world, tmp_path, monkeypatch):
+    """RL with ``backend: vllm``: rollouts come from an engine given the live weights after every update,
+    and the run finishes with the same records as with ``hf``."""
+    import json
+
+    from prmkit.rl.grpo import GRPOConfig, train_grpo
+
+    problems, _ = world
+    loads = []
+    real = VLLMPolicy.load_weights
+    monkeypatch.setattr(VLLMPolicy, "load_weights", lambda self, path: loads.append(path) or real(self, path))
+    cfg = GRPOConfig(
+        reward="answer", backend="vllm", iterations=2, problems_per_iteration=2, samples_per_problem=2,
+        minibatch_size=4, max_new_tokens=24, eval_problems=2, eval_every=1,
+    )  # fmt: skip
+    out = train_grpo(
+        cfg, model_dir, problems[:4], tmp_path / "grpo", eval_problems=problems[40:], progress=False
+    )
+    assert len(loads) == 2  # after each of the two updates
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [0, 1, 2] and all("greedy_accuracy" in m for m in lines)
+    assert json.loads((out / "prmkit_rl.json").read_text())["config"]["backend"] == "vllm"
+
+
+@pytest.mark.parametrize("strategy", ["beam_search", "dvts"])
+def test_search_through_vllm(model_dir, world, tmp_path, strategy):
+    """Step-level search on the ``vllm`` backend: one step per call (stop at the separator), with the
+    engine's prefix caching; every problem gets candidates, and a rerun of the same seed repeats them."""
+    from prmkit.models import new_model
+    from prmkit.reward import load_reward_model
+    from prmkit.reward.model import StepRewardModel
+    from prmkit.search import SearchConfig, build_search_policy, search_problems
+
+    problems, tok = world
+    StepRewardModel(new_model(tok, "test", seed=1), tok).save_pretrained(tmp_path / "prm")
+    prm = load_reward_model(str(tmp_path / "prm"))
+    cfg = SearchConfig(
+        strategy=strategy, backend="vllm", n=4, beam_width=2, step_tokens=12, max_new_tokens=36, max_steps=3
+    )
+    policy = build_search_policy(str(model_dir), cfg, "gsm8k")
+    try:
+        assert policy.stop == ("\n",)
+        first = search_problems(policy, prm, problems[:3], cfg, tmp_path / "a.jsonl", progress=False)
+        again = search_problems(policy, prm, problems[:3], cfg, tmp_path / "b.jsonl", progress=False)
+    finally:
+        policy.close()
+    assert all(r["candidates"] and r["tokens"] > 0 for r in first)
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert drop(again) == drop(first)

@@ -38,7 +38,7 @@ import torch
 
 from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
-from prmkit.rl.loop import masked_mean, ppo_policy_loss, train_loop
+from prmkit.rl.loop import check_backend, masked_mean, ppo_policy_loss, train_loop
 from prmkit.types import Problem
 
 
@@ -67,9 +67,13 @@ class GRPOConfig:
     seed: int = 0
     trust_remote_code: bool = False  # run Python code shipped with the policy (a hub model's auto_map)
     revision: str | None = None  # pin the policy's hub id to a branch, tag or commit
+    backend: str = (
+        "hf"  # rollouts: hf (the live weights) or vllm (an engine reloaded with them each iteration)
+    )
 
     def __post_init__(self):
         check_hub_fields(self, "grpo")
+        check_backend(self, "grpo")
         for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"grpo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")

@@ -2,8 +2,8 @@
 
 ``train_loop`` runs one policy-gradient method from a policy directory: it loads the policy and a frozen
 copy as the KL reference, samples ``samples_per_problem`` rollouts for ``problems_per_iteration``
-training problems per iteration through the policy backend (``HFPolicy`` on the live weights,
-calculator on), scores them (``rollout.score_rollouts``), hands them to the method's ``optimise``, and
+training problems per iteration through the policy backend (``HFPolicy`` on the live weights, or a
+``vllm`` engine given the live weights after every update; calculator on), scores them (``rollout.score_rollouts``), hands them to the method's ``optimise``, and
 writes one metrics line per iteration to ``OUT.checkpoints/metrics.jsonl`` (line 0: the starting
 greedy accuracy). Every ``save_every`` iterations it saves policy, the method's other modules (PPO's
 critic), optimiser, schedule, RNG states and the iteration to ``OUT.checkpoints/state.pt``; a killed
@@ -15,7 +15,8 @@ param groups for AdamW, the policy's first) and ``optimise(policy, ref, opt, sch
 scores, it) -> metrics`` (rollouts in ``batch`` come in groups of ``samples_per_problem``, one per problem); its config carries the shared fields (``reward``,
 ``reward_model``, ``step_reward``, ``lr``, ``warmup_ratio``, ``iterations``, ``problems_per_iteration``,
 ``samples_per_problem``, ``minibatch_size``, ``temperature``, ``max_new_tokens``, ``batch_size``,
-``save_every``, ``eval_problems``, ``eval_every``, ``seed``, ``trust_remote_code``, ``revision``).
+``save_every``, ``eval_problems``, ``eval_every``, ``seed``, ``trust_remote_code``, ``revision``,
+``backend``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,44 @@ def load_state(path: Path, device, method: str, **parts) -> int:
     return state["iteration"]
 
 
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
+def check_backend(cfg: Any, stage: str) -> None:
+    if cfg.backend not in ROLLOUT_BACKENDS:
+        raise ValueError(f"{stage}.backend: unknown {cfg.backend!r}; valid: {', '.join(ROLLOUT_BACKENDS)}")
+
+
+def _rollout_sampler(cfg: Any, policy, tok, policy_dir, device):
+    """The policy backend rollouts are sampled from, calculator on: ``hf`` samples from the live weights
+    themselves; ``vllm`` is an engine started from ``policy_dir`` whose weights ``_sync`` replaces with the
+    live ones (``VLLMPolicy.load_weights``) whenever they have changed."""
+    if cfg.backend == "vllm":
+        from prmkit.policy.vllm import VLLMPolicy
+
+        return VLLMPolicy(
+            str(policy_dir),
+            max_new_tokens=cfg.max_new_tokens,
+            trust_remote_code=cfg.trust_remote_code,
+            revision=cfg.revision,
+            dtype="float32",  # the policy trains in float32: rollouts from the same numbers
+            seed=cfg.seed,
+        )
+    from prmkit.policy.hf import HFPolicy
+
+    return HFPolicy(
+        policy, tok, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, device=str(device)
+    )
+
+
+def _sync(cfg: Any, sampler, policy, ckpt: Path) -> None:
+    """Hand the live weights to a ``vllm`` rollout engine (through a checkpoint it reloads in place)."""
+    if cfg.backend == "vllm":
+        weights = ckpt / "rollout_weights"
+        policy.save_pretrained(str(weights))
+        sampler.load_weights(weights)
+
+
 def summary(metrics: list[dict]) -> dict:
     evals = [m for m in metrics if "greedy_accuracy" in m]
     return {
@@ -139,7 +178,6 @@ def train_loop(
     from transformers import get_cosine_schedule_with_warmup
 
     from prmkit.models import load_causal_lm, load_tokenizer, model_source
-    from prmkit.policy.hf import HFPolicy
 
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
@@ -181,10 +219,9 @@ def train_loop(
     policy.eval()  # no dropout anywhere: rho = 1 before the first update
     for m in modules.values():
         m.eval()
-    # rollouts go through the policy backend, calculator on, sampling from the live weights
-    sampler = HFPolicy(
-        policy, tok, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, device=str(device)
-    )
+    sampler = _rollout_sampler(cfg, policy, tok, policy_dir, device)
+    if start > 0:  # resumed: the engine started from the policy directory, not from the saved state
+        _sync(cfg, sampler, policy, ckpt)
     writer = None
     with contextlib.suppress(ImportError):  # TensorBoard if it is installed; the JSONL is the record anyway
         from torch.utils.tensorboard import SummaryWriter
@@ -217,6 +254,7 @@ def train_loop(
         t2 = time.perf_counter()
         batch = rollout.collate(rollouts, tok.pad_token_id, device)
         m = optimise(policy, ref, opt, sched, batch, positions, scores, it)
+        _sync(cfg, sampler, policy, ckpt)
         t3 = time.perf_counter()
         m.update(rollout.rollout_stats(rollouts, correct), iteration=it + 1, lr=sched.get_last_lr()[0])
         m.update(t_generate=t1 - t0, t_score=t2 - t1, t_optimise=t3 - t2)
@@ -234,6 +272,7 @@ def train_loop(
         bar.set_postfix(reward=f"{m['reward_score']:.3f}", kl=f"{m['kl']:.3f}", acc=f"{m['accuracy']:.2f}")
     log.close()
     bar.close()
+    sampler.close()
     if writer is not None:
         writer.close()
 
