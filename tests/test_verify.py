@@ -96,6 +96,17 @@ def test_eval_bon_cli(tmp_path):
     rows = {(r["strategy"], r["n"]): r["accuracy"] for r in json.loads((tmp_path / "bon.json").read_text())}
     assert rows[("good best-of-N (min)", 4)] == 1.0 and rows[("pass@N", 4)] == 1.0
     assert (tmp_path / "bon.png").exists() and "| majority |" in (tmp_path / "bon.md").read_text()
+    # every right sample outscores every wrong one of its problem: AUC 1 over the 3 problems' 12 pairs
+    (auc,) = json.loads((tmp_path / "auc.json").read_text())
+    assert auc == {
+        "verifier": "good",
+        "aggregation": "min",
+        "auc": 1.0,
+        "ci95": 0.0,
+        "problems": 3,
+        "pairs": 12,
+    }
+    assert "| good (min) | 1.000 ± 0.000 | 3 of 3 |" in result.output
     result = CliRunner().invoke(app, [*args[:-1], "bad"])
     assert result.exit_code == 2 and "expected NAME=PATH" in result.output
 

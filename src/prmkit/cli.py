@@ -698,7 +698,7 @@ def eval_verifier_curve(
 def eval_bon(
     samples: Annotated[Path, typer.Option(help="samples.jsonl: the pool, N_max samples per problem.")],
     problems: Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")],
-    out_dir: Annotated[Path, typer.Option(help="Where bon.{json,md,png} go.")],
+    out_dir: Annotated[Path, typer.Option(help="Where bon.{json,md,png} and auc.json go.")],
     scores: Annotated[
         list[str] | None,
         typer.Option(help="NAME=scores.jsonl of a verifier (repeatable), e.g. prm=runs/w/scores_prm.jsonl."),
@@ -712,9 +712,11 @@ def eval_bon(
     top_k: Annotated[int, typer.Option(help="K of top-K voting.")] = 3,
 ):
     """Best-of-N curves: majority voting, best-of-N and weighted self-consistency per verifier, top-K
-    voting, and pass@N, for N = 1, 2, 4, ... N_max, averaged over resampled draws with 95 % intervals."""
+    voting, and pass@N, for N = 1, 2, 4, ... N_max, averaged over resampled draws with 95 % intervals;
+    and each verifier's within-problem AUC (how often a right sample outscores a wrong one of its problem)."""
     from prmkit.data import load_problems
-    from prmkit.evaluate.bon import bon_report, plot_bon
+    from prmkit.evaluate.bon import auc_rows, bon_report, plot_bon
+    from prmkit.evaluate.report import auc_table
     from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores
     from prmkit.types import Solution, index_problems
 
@@ -725,11 +727,15 @@ def eval_bon(
         if not sep:
             raise ValueError(f"--scores {item!r}: expected NAME=PATH")
         tables[name] = read_scores(path)
-    rows, table = bon_report(
-        read_jsonl(samples, Solution), probs, tables, aggregations.split(","), groups=groups, top_k=top_k
+    sols, aggs = read_jsonl(samples, Solution), aggregations.split(",")
+    rows, table = bon_report(sols, probs, tables, aggs, groups=groups, top_k=top_k)
+    aucs = auc_rows(sols, tables, dict.fromkeys(tables, aggs))
+    table += "\n\n" + "\n".join(
+        auc_table({"pool": {"within_problem_auc": aucs, "problems": len({s.problem_id for s in sols})}})
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "bon.json", rows)
+    atomic_write_json(out_dir / "auc.json", aucs)
     atomic_write_text(out_dir / "bon.md", table + "\n")
     plot_bon(rows, out_dir / "bon.png")
     typer.echo(table)

@@ -112,7 +112,7 @@ def _generator(split: str, r: dict) -> list[str]:
     ]
 
 
-def _auc(splits: dict[str, dict]) -> list[str]:
+def auc_table(splits: dict[str, dict]) -> list[str]:
     """One row per verifier and aggregation, the within-problem AUC of each split in its columns."""
     have = {s: r["within_problem_auc"] for s, r in splits.items() if r.get("within_problem_auc")}
     if not have:
@@ -284,7 +284,7 @@ def render_report(report: dict[str, Any]) -> str:
                 f"![best-of-N on the {split} split]({r['bon_png']})",
                 "",
             ]
-    lines += _auc(splits)
+    lines += auc_table(splits)
     lines += ["## Generator", ""]
     for split, r in splits.items():
         lines += _generator(split, r)
