@@ -43,7 +43,7 @@ from typing import Any
 
 from prmkit.grading import extract_answer, grade_answer
 from prmkit.models import format_prompt
-from prmkit.steps import _separator, split_steps
+from prmkit.steps import separator, split_steps
 from prmkit.types import Problem
 from prmkit.verify import AGGREGATIONS, Candidate, aggregate, choose
 
@@ -199,7 +199,7 @@ def _expand(policy, problems, beams, width, cfg, max_new, seed, budget, counts_p
     """``width`` children per beam; identical (problem, text) beams share one request of width x copies,
     and requests of equal size share one ``generate`` call. (Merging identical prefixes saved 22-39 % of the
     prompt tokens encoded on the world at no cost in wall time, though it can add calls.)"""
-    sep = _separator(problems[0].kind)
+    sep = separator(problems[0].kind)
     groups: dict[tuple[int, str], list[int]] = defaultdict(list)
     for i, b in enumerate(beams):
         groups[(b.problem, b.text)].append(i)
@@ -360,7 +360,7 @@ def build_search_policy(model: str, cfg: SearchConfig, kind: str):
     the step-level strategies, sampling whole solutions for best-of-N."""
     from prmkit.policy import make_policy
 
-    stop = () if cfg.strategy == "best_of_n" else (_separator(kind),)
+    stop = () if cfg.strategy == "best_of_n" else (separator(kind),)
     return make_policy(cfg.backend, model, calculator=cfg.calculator, batch_size=cfg.batch_size,
                        max_new_tokens=cfg.max_new_tokens, stop=stop, trust_remote_code=cfg.trust_remote_code,
                        revision=cfg.revision)  # fmt: skip
@@ -370,9 +370,9 @@ def check_policy(policy, cfg: SearchConfig, kind: str) -> None:
     """A step-level strategy needs a policy that stops at the separator (where the policy says its stops)."""
 
     stop = getattr(policy, "stop", None)
-    if cfg.strategy != "best_of_n" and stop is not None and _separator(kind) not in stop:
+    if cfg.strategy != "best_of_n" and stop is not None and separator(kind) not in stop:
         raise ValueError(
-            f"search.strategy {cfg.strategy}: the policy must stop at the step separator {_separator(kind)!r} "
+            f"search.strategy {cfg.strategy}: the policy must stop at the step separator {separator(kind)!r} "
             "(build it with search.build_search_policy)"
         )
 

@@ -21,7 +21,9 @@ import re
 SEPARATORS = {"gsm8k": "\n", "math": "\n\n"}
 
 
-def _separator(kind: str) -> str:
+def separator(kind: str) -> str:
+    """The text between two steps of a solution of ``kind``: a line for gsm8k, a blank line for math,
+    the given text for ``sep:TEXT``."""
     if kind in SEPARATORS:
         return SEPARATORS[kind]
     if kind.startswith("sep:"):
@@ -34,7 +36,7 @@ def _separator(kind: str) -> str:
 
 def split_steps(text: str, kind: str = "gsm8k") -> list[str]:
     """Non-empty, stripped steps of ``text``; ``kind`` is "gsm8k", "math" or "sep:<separator>"."""
-    sep = _separator(kind)
+    sep = separator(kind)
     parts = re.split(r"\n\s*\n", text) if kind == "math" else text.split(sep)
     return [p.strip() for p in parts if p.strip()]
 
@@ -46,4 +48,4 @@ def join_steps(steps: list[str], kind: str = "gsm8k") -> str:
     itself (no proper prefix is also a suffix, as " ки\\n" or "<step>"). With one that does, the text is
     ambiguous: ``join_steps(["a", "a"], "sep:aa")`` is "aaaa", which splits into no steps.
     """
-    return _separator(kind).join(steps)
+    return separator(kind).join(steps)
