@@ -41,6 +41,29 @@ TrustOpt = Annotated[
         help="Run Python code shipped with the model (its config's auto_map); off: such a model is refused.",
     ),
 ]
+
+# the options `rl ppo` and `rl grpo` share (each reads its own stage: ppo.*, grpo.*)
+PolicyOpt = Annotated[
+    str, typer.Option(help="Policy to start from (usually the generator); the KL reference.")
+]
+TrainProblemsOpt = Annotated[
+    str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
+]
+RLOutOpt = Annotated[Path, typer.Option(help="Output model directory (resumes from OUT.checkpoints).")]
+RewardModelOpt = Annotated[
+    str | None,
+    typer.Option(help="PRM (process) or ORM (outcome) directory; overrides the stage's reward_model."),
+]
+EvalProblemsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Held-out problems for greedy accuracy (same --source); default: a world run dir's test split."
+    ),
+]
+EvalSplitOpt = Annotated[str, typer.Option(help="Split of the held-out problems.")]
+EvalLimitOpt = Annotated[
+    int | None, typer.Option(help="Use N held-out problems; overrides the stage's eval_problems.")
+]
 RevisionOpt = Annotated[
     str | None,
     typer.Option(help="Pin a hub model id to a branch, tag or commit; the commit used is recorded."),
@@ -839,16 +862,10 @@ app.add_typer(rl_app, name="rl")
 
 @_command(rl_app, "ppo")
 def rl_ppo(
-    policy: Annotated[
-        str, typer.Option(help="Policy to start from (usually the generator); the KL reference.")
-    ],
-    problems: Annotated[
-        str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
-    ],
-    out: Annotated[Path, typer.Option(help="Output model directory (resumes from OUT.checkpoints).")],
-    reward_model: Annotated[
-        str | None, typer.Option(help="PRM (process) or ORM (outcome) directory; overrides ppo.reward_model.")
-    ] = None,
+    policy: PolicyOpt,
+    problems: TrainProblemsOpt,
+    out: RLOutOpt,
+    reward_model: RewardModelOpt = None,
     reward: Annotated[
         str | None,
         typer.Option(
@@ -858,16 +875,9 @@ def rl_ppo(
     source: SourceOpt = "world",
     split: SplitOpt = "train",
     limit: LimitOpt = None,
-    eval_problems: Annotated[
-        str | None,
-        typer.Option(
-            help="Held-out problems for greedy accuracy (same --source); default: a world run dir's test split."
-        ),
-    ] = None,
-    eval_split: Annotated[str, typer.Option(help="Split of the held-out problems.")] = "test",
-    eval_limit: Annotated[
-        int | None, typer.Option(help="Use N held-out problems; overrides ppo.eval_problems.")
-    ] = None,
+    eval_problems: EvalProblemsOpt = None,
+    eval_split: EvalSplitOpt = "test",
+    eval_limit: EvalLimitOpt = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ):
@@ -904,17 +914,10 @@ def _policy_rl(name, train, cfg, policy, problems, out, source, split, limit, ev
 
 @_command(rl_app, "grpo")
 def rl_grpo(
-    policy: Annotated[
-        str, typer.Option(help="Policy to start from (usually the generator); the KL reference.")
-    ],
-    problems: Annotated[
-        str, typer.Option(help="Training problems: a world run dir, a JSONL path or a hub id.")
-    ],
-    out: Annotated[Path, typer.Option(help="Output model directory (resumes from OUT.checkpoints).")],
-    reward_model: Annotated[
-        str | None,
-        typer.Option(help="PRM (process) or ORM (outcome) directory; overrides grpo.reward_model."),
-    ] = None,
+    policy: PolicyOpt,
+    problems: TrainProblemsOpt,
+    out: RLOutOpt,
+    reward_model: RewardModelOpt = None,
     reward: Annotated[
         str | None,
         typer.Option(
@@ -925,16 +928,9 @@ def rl_grpo(
     source: SourceOpt = "world",
     split: SplitOpt = "train",
     limit: LimitOpt = None,
-    eval_problems: Annotated[
-        str | None,
-        typer.Option(
-            help="Held-out problems for greedy accuracy (same --source); default: a world run dir's test split."
-        ),
-    ] = None,
-    eval_split: Annotated[str, typer.Option(help="Split of the held-out problems.")] = "test",
-    eval_limit: Annotated[
-        int | None, typer.Option(help="Use N held-out problems; overrides grpo.eval_problems.")
-    ] = None,
+    eval_problems: EvalProblemsOpt = None,
+    eval_split: EvalSplitOpt = "test",
+    eval_limit: EvalLimitOpt = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
 ):

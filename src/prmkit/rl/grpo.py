@@ -36,62 +36,27 @@ from pathlib import Path
 
 import torch
 
-from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
-from prmkit.rl.loop import check_backend, masked_mean, ppo_policy_loss, train_loop
+from prmkit.rl.loop import RolloutConfig, masked_mean, ppo_policy_loss, train_loop
 from prmkit.types import Problem
 
 
 @dataclass(frozen=True)
-class GRPOConfig:
-    reward: str = "process"  # process (PRM score per step), outcome (final score), answer (graded)
-    reward_model: str = ""  # PRM/ORM/value directory; not used by "answer"
-    step_reward: str = "score"  # process: each step's score (paper) or its change, "delta"
-    kl_coef: float = 0.04  # beta of the k3 KL loss term
-    clip: float = 0.2
-    eps: float = 1e-6  # added to the group std
-    lr: float = 5e-5  # for the world's tiny models, as PPO
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    iterations: int = 40
+class GRPOConfig(RolloutConfig):
+    """``RolloutConfig``'s fields (``kl_coef`` the beta of the k3 KL loss term; ``samples_per_problem`` G,
+    the group size) and GRPO's own."""
+
     problems_per_iteration: int = 16
-    samples_per_problem: int = 4  # G, the group size
+    samples_per_problem: int = 4
+    eps: float = 1e-6  # added to the group std
     epochs: int = 2
-    minibatch_size: int = 16
-    temperature: float = 0.7
-    max_new_tokens: int = 256
-    batch_size: int = 64  # rows per generation batch
-    save_every: int = 10
-    eval_problems: int = 100  # held-out problems for greedy accuracy (0 = none)
-    eval_every: int = 10
-    seed: int = 0
-    trust_remote_code: bool = False  # run Python code shipped with the policy (a hub model's auto_map)
-    revision: str | None = None  # pin the policy's hub id to a branch, tag or commit
-    backend: str = (
-        "hf"  # rollouts: hf (the live weights) or vllm (an engine reloaded with them each iteration)
-    )
 
     def __post_init__(self):
-        check_hub_fields(self, "grpo")
-        check_backend(self, "grpo")
-        for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"grpo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")
-        if self.reward != "answer" and not self.reward_model:
-            raise ValueError(f"grpo.reward={self.reward} needs grpo.reward_model (a PRM or ORM directory)")
+        self.check("grpo")
         if self.samples_per_problem < 2:
             raise ValueError("grpo.samples_per_problem: a group needs at least 2 samples")
-        if self.kl_coef < 0 or self.clip <= 0 or self.eps <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("grpo: kl_coef must be >= 0; clip, eps and max_grad_norm > 0")
-        if self.lr <= 0 or not 0 <= self.warmup_ratio < 1:
-            raise ValueError("grpo: lr must be > 0, warmup_ratio in [0, 1)")
-        counts = (self.iterations, self.problems_per_iteration, self.epochs, self.minibatch_size)
-        if min(*counts, self.max_new_tokens, self.batch_size, self.save_every) < 1:
-            raise ValueError("grpo: iterations, batch sizes, epochs, max_new_tokens, save_every must be >= 1")
-        if self.temperature <= 0 or self.eval_problems < 0 or self.eval_every < 1:
-            raise ValueError(
-                "grpo: temperature must be > 0 (sampled rollouts), eval_problems >= 0, eval_every >= 1"
-            )
+        if self.eps <= 0 or self.epochs < 1:
+            raise ValueError("grpo: eps must be > 0, epochs >= 1")
 
 
 def group_advantages(

@@ -29,13 +29,14 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, repair_tail, write_jsonl
+from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
 from prmkit.training import checkpoint_dir
 from prmkit.types import Problem
@@ -112,9 +113,60 @@ def load_state(path: Path, device, method: str, **parts) -> int:
 ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
-def check_backend(cfg: Any, stage: str) -> None:
-    if cfg.backend not in ROLLOUT_BACKENDS:
-        raise ValueError(f"{stage}.backend: unknown {cfg.backend!r}; valid: {', '.join(ROLLOUT_BACKENDS)}")
+@dataclass(frozen=True)
+class RolloutConfig:
+    """The fields ``train_loop`` reads, shared by PPO and GRPO (each adds its own and may change a
+    default); ``check(stage)`` validates them, naming the stage."""
+
+    reward: str = "process"  # process (PRM score per step), outcome (final score), answer (graded)
+    reward_model: str = ""  # PRM/ORM/value directory; not used by "answer"
+    step_reward: str = "score"  # process: each step's score (paper) or its change, "delta"
+    kl_coef: float = 0.04
+    clip: float = 0.2
+    lr: float = 5e-5  # for the world's tiny models; the paper's 7B runs use rates below 1e-6
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    iterations: int = 40
+    problems_per_iteration: int = 32
+    samples_per_problem: int = 2
+    minibatch_size: int = 16
+    temperature: float = 0.7
+    max_new_tokens: int = 256
+    batch_size: int = 64  # rows per generation batch
+    save_every: int = 10
+    eval_problems: int = 100  # held-out problems for greedy accuracy (0 = none)
+    eval_every: int = 10
+    seed: int = 0
+    trust_remote_code: bool = False  # run Python code shipped with the policy (a hub model's auto_map)
+    revision: str | None = None  # pin the policy's hub id to a branch, tag or commit
+    backend: str = "hf"  # rollouts: hf (the live weights) or vllm (an engine given them after every update)
+
+    def check(self, stage: str) -> None:
+        check_hub_fields(self, stage)
+        if self.backend not in ROLLOUT_BACKENDS:
+            raise ValueError(
+                f"{stage}.backend: unknown {self.backend!r}; valid: {', '.join(ROLLOUT_BACKENDS)}"
+            )
+        for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(
+                    f"{stage}.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}"
+                )
+        if self.reward != "answer" and not self.reward_model:
+            raise ValueError(
+                f"{stage}.reward={self.reward} needs {stage}.reward_model (a PRM or ORM directory)"
+            )
+        if self.kl_coef < 0 or self.clip <= 0 or self.max_grad_norm <= 0:
+            raise ValueError(f"{stage}: kl_coef must be >= 0; clip and max_grad_norm > 0")
+        if self.lr <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"{stage}: lr must be > 0, warmup_ratio in [0, 1)")
+        counts = (self.iterations, self.problems_per_iteration, self.samples_per_problem, self.minibatch_size)
+        if min(*counts, self.max_new_tokens, self.batch_size, self.save_every) < 1:
+            raise ValueError(f"{stage}: iterations, batch sizes, max_new_tokens, save_every must be >= 1")
+        if self.temperature <= 0 or self.eval_problems < 0 or self.eval_every < 1:
+            raise ValueError(
+                f"{stage}: temperature must be > 0 (sampled rollouts), eval_problems >= 0, eval_every >= 1"
+            )
 
 
 def _rollout_sampler(cfg: Any, policy, tok, policy_dir, device):

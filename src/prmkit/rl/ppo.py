@@ -41,9 +41,8 @@ from pathlib import Path
 
 import torch
 
-from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
-from prmkit.rl.loop import check_backend, masked_mean, ppo_policy_loss, train_loop
+from prmkit.rl.loop import RolloutConfig, masked_mean, ppo_policy_loss, train_loop
 from prmkit.types import Problem
 
 __all__ = [
@@ -59,58 +58,21 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class PPOConfig:
-    reward: str = "process"  # process (PRM score per step), outcome (final score), answer (graded)
-    reward_model: str = ""  # PRM/ORM/value directory; not used by "answer"
-    step_reward: str = "score"  # process: each step's score (paper) or its change, "delta"
-    kl_coef: float = 0.04
+class PPOConfig(RolloutConfig):
+    """``RolloutConfig``'s fields (the KL a per-token penalty in the reward) and PPO's own."""
+
     gamma: float = 1.0
     lam: float = 0.95
-    clip: float = 0.2
     value_clip: float = 0.2
-    lr: float = 5e-5  # for the world's tiny models; the paper's 7B runs use rates below 1e-6
     critic_lr: float = 2e-4
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    iterations: int = 40
-    problems_per_iteration: int = 32
-    samples_per_problem: int = 2
     ppo_epochs: int = 2
-    minibatch_size: int = 16
-    temperature: float = 0.7
-    max_new_tokens: int = 256
-    batch_size: int = 64  # rows per generation batch
-    save_every: int = 10
-    eval_problems: int = 100  # held-out problems for greedy accuracy (0 = none)
-    eval_every: int = 10
-    seed: int = 0
-    trust_remote_code: bool = False  # run Python code shipped with the policy (a hub model's auto_map)
-    revision: str | None = None  # pin the policy's hub id to a branch, tag or commit
-    backend: str = (
-        "hf"  # rollouts: hf (the live weights) or vllm (an engine reloaded with them each iteration)
-    )
 
     def __post_init__(self):
-        check_hub_fields(self, "ppo")
-        check_backend(self, "ppo")
-        for name, valid in (("reward", rollout.REWARDS), ("step_reward", rollout.STEP_REWARDS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"ppo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")
-        if self.reward != "answer" and not self.reward_model:
-            raise ValueError(f"ppo.reward={self.reward} needs ppo.reward_model (a PRM or ORM directory)")
-        if self.kl_coef < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
-            raise ValueError("ppo: kl_coef must be >= 0, gamma and lam in [0, 1]")
-        if self.clip <= 0 or self.value_clip <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("ppo: clip, value_clip and max_grad_norm must be > 0")
-        if self.lr <= 0 or self.critic_lr <= 0 or not 0 <= self.warmup_ratio < 1:
-            raise ValueError("ppo: lr and critic_lr must be > 0, warmup_ratio in [0, 1)")
-        counts = (self.iterations, self.problems_per_iteration, self.samples_per_problem, self.ppo_epochs)
-        if min(*counts, self.minibatch_size, self.max_new_tokens, self.batch_size, self.save_every) < 1:
-            raise ValueError("ppo: iterations, batch sizes, epochs, max_new_tokens, save_every must be >= 1")
-        if self.temperature <= 0 or self.eval_problems < 0 or self.eval_every < 1:
-            raise ValueError(
-                "ppo: temperature must be > 0 (sampled rollouts), eval_problems >= 0, eval_every >= 1"
-            )
+        self.check("ppo")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError("ppo: gamma and lam must be in [0, 1]")
+        if self.value_clip <= 0 or self.critic_lr <= 0 or self.ppo_epochs < 1:
+            raise ValueError("ppo: value_clip and critic_lr must be > 0, ppo_epochs >= 1")
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
