@@ -300,7 +300,9 @@ def annotate(
     out: Annotated[Path, typer.Option(help="labels.jsonl to write (appends and resumes).")],
     source: SourceOpt = "world",
     split: SplitOpt = "train",
-    limit: LimitOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Annotate only the first N solutions (after duplicates are removed).")
+    ] = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
     trust_remote_code: TrustOpt = False,
