@@ -98,3 +98,13 @@ def test_data_quantity_curve_trains_nested_subsets(tmp_path, tiny_model_dir):
     ]  # fmt: skip
     assert all(0 <= r["best_of_n"] <= 1 and 0 <= r["step_accuracy"] <= 1 for r in rows)
     assert (tmp_path / "curve" / "orm-0.5" / "prmkit_reward.json").exists()
+
+
+def test_curve_table_by_hand():
+    from prmkit.evaluate.report import curve_table
+
+    row = {"kind": "prm", "fraction": 0.5, "labelled_solutions": 800, "step_accuracy": 0.8125, "f1": 0.5,
+           "final_judgement_accuracy": 0.75, "best_of_n": None}  # fmt: skip
+    lines = curve_table([row]).splitlines()
+    assert lines[0].startswith("| kind | fraction | labelled |") and len(lines) == 3
+    assert lines[2] == "| prm | 0.5 | 800 | 81.2% | 0.500 | 75.0% | – |"

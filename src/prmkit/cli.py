@@ -691,7 +691,7 @@ def eval_verifier_curve(
     """PRM vs ORM trained on growing fractions of the labels, measured on the test pool against the oracle
     (step accuracy, first-error F1, final-answer judgement, best-of-N by min score)."""
     from prmkit.data import load_problems
-    from prmkit.evaluate.report import num, pct
+    from prmkit.evaluate.report import curve_table
     from prmkit.evaluate.verifier import data_quantity_curve
     from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl
     from prmkit.types import Solution, StepLabels, index_problems
@@ -709,14 +709,9 @@ def eval_verifier_curve(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "verifier_curve.json", rows)
-    head = "| kind | fraction | labelled | step acc | first-error F1 | final judgement | best-of-N |"
-    lines = [head, "|---|---|---|---|---|---|---|"] + [
-        f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {pct(r['step_accuracy'])} | "
-        f"{num(r['f1'])} | {pct(r['final_judgement_accuracy'])} | {pct(r['best_of_n'])} |"
-        for r in rows
-    ]
-    atomic_write_text(out_dir / "verifier_curve.md", "\n".join(lines) + "\n")
-    typer.echo("\n".join(lines))
+    table = curve_table(rows)
+    atomic_write_text(out_dir / "verifier_curve.md", table + "\n")
+    typer.echo(table)
 
 
 @_command(eval_app, "bon")

@@ -112,6 +112,17 @@ def _generator(split: str, r: dict) -> list[str]:
     ]
 
 
+def curve_table(rows: list[dict]) -> str:
+    """``prmkit eval verifier-curve``'s table: one row per verifier kind and fraction of the labels."""
+    head = "| kind | fraction | labelled | step acc | first-error F1 | final judgement | best-of-N |"
+    lines = [head, "|---|---|---|---|---|---|---|"] + [
+        f"| {r['kind']} | {r['fraction']:g} | {r['labelled_solutions']} | {pct(r['step_accuracy'])} | "
+        f"{num(r['f1'])} | {pct(r['final_judgement_accuracy'])} | {pct(r['best_of_n'])} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 def auc_table(splits: dict[str, dict]) -> list[str]:
     """One row per verifier and aggregation, the within-problem AUC of each split in its columns."""
     have = {s: r["within_problem_auc"] for s, r in splits.items() if r.get("within_problem_auc")}
