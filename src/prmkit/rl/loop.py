@@ -282,7 +282,7 @@ def train_loop(
     log = JsonlAppender(metrics_path)
     if start == 0 and evals and not kept:  # kept: a run killed before its first save measured it
         log.write(
-            {"iteration": 0, "greedy_accuracy": rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)}
+            {"iteration": 0, "greedy_accuracy": rollout.greedy_eval(sampler, evals, cfg.max_new_tokens)}
         )
     by_id = {p.id: p for p in problems}
     bar = tqdm(
@@ -311,7 +311,7 @@ def train_loop(
         m.update(rollout.rollout_stats(rollouts, correct), iteration=it + 1, lr=sched.get_last_lr()[0])
         m.update(t_generate=t1 - t0, t_score=t2 - t1, t_optimise=t3 - t2)
         if evals and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
-            m["greedy_accuracy"] = rollout.greedy_accuracy(sampler, evals, cfg.max_new_tokens)
+            m["greedy_accuracy"] = rollout.greedy_eval(sampler, evals, cfg.max_new_tokens)
         m["t_total"] = time.perf_counter() - t0
         m = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
         log.write(m)

@@ -375,7 +375,7 @@ def response_logprobs(model, batch, temperature: float, entropy: bool = False):
     return logp, -(logprobs.exp() * logprobs).sum(-1).detach()  # (B, T)
 
 
-def greedy_accuracy(sampler, problems: list[Problem], max_new_tokens: int) -> float:
+def greedy_eval(sampler, problems: list[Problem], max_new_tokens: int) -> float:
     """Fraction of ``problems`` the policy solves at T=0 (the papers' greedy accuracy)."""
     from prmkit.sample import make_solution
 
