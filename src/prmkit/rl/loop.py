@@ -3,20 +3,18 @@
 ``train_loop`` runs one policy-gradient method from a policy directory: it loads the policy and a frozen
 copy as the KL reference, samples ``samples_per_problem`` rollouts for ``problems_per_iteration``
 training problems per iteration through the policy backend (``HFPolicy`` on the live weights, or a
-``vllm`` engine given the live weights after every update; calculator on), scores them (``rollout.score_rollouts``), hands them to the method's ``optimise``, and
-writes one metrics line per iteration to ``OUT.checkpoints/metrics.jsonl`` (line 0: the starting
-greedy accuracy). Every ``save_every`` iterations it saves policy, the method's other modules (PPO's
-critic), optimiser, schedule, RNG states and the iteration to ``OUT.checkpoints/state.pt``; a killed
-run continues from there, dropping the metric lines of iterations it redoes. ``OUT`` appears whole,
-an ordinary model directory with ``metrics.jsonl`` and ``prmkit_rl.json``, when training finishes.
+``vllm`` engine handed the live weights after every update; calculator on), scores them
+(``rollout.score_rollouts``), hands them to the method's ``optimise``, and writes one metrics line per
+iteration to ``OUT.checkpoints/metrics.jsonl`` (line 0: the starting greedy accuracy). Every
+``save_every`` iterations it saves policy, the method's other modules (PPO's critic), optimiser,
+schedule, RNG states and the iteration to ``OUT.checkpoints/state.pt``; a killed run continues from
+there, dropping the metric lines of iterations it redoes. ``OUT`` appears whole, an ordinary model
+directory with ``metrics.jsonl`` and ``prmkit_rl.json``, when training finishes.
 
 The method supplies ``setup(policy) -> (modules, param_groups)`` (modules saved with the state;
 param groups for AdamW, the policy's first) and ``optimise(policy, ref, opt, sched, batch, positions,
-scores, it) -> metrics`` (rollouts in ``batch`` come in groups of ``samples_per_problem``, one per problem); its config carries the shared fields (``reward``,
-``reward_model``, ``step_reward``, ``lr``, ``warmup_ratio``, ``iterations``, ``problems_per_iteration``,
-``samples_per_problem``, ``minibatch_size``, ``temperature``, ``max_new_tokens``, ``batch_size``,
-``save_every``, ``eval_problems``, ``eval_every``, ``seed``, ``trust_remote_code``, ``revision``,
-``backend``).
+scores, it) -> metrics`` (rollouts in ``batch`` come in groups of ``samples_per_problem``, one per
+problem); its config is a ``RolloutConfig`` (the fields the loop reads) with the method's own added.
 """
 
 from __future__ import annotations
