@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from prmkit.cli import app
 from prmkit.rl import GRPOConfig, train_grpo
-from prmkit.rl import rollout as rollout_mod
 from prmkit.rl.compare import RLConfig, reward_of, spread
 from prmkit.rl.grpo import _optimise, group_advantages, kl_k3
 from prmkit.rl.loop import ppo_policy_loss
@@ -200,43 +199,6 @@ def test_grpo_process_run_writes_ppos_metrics(world, tiny_model_dir, prm_dir, tm
     assert metrics[1]["kl"] == 0.0 and metrics[2]["kl"] != 0.0
     meta = json.loads((out / "prmkit_rl.json").read_text())
     assert meta["method"] == "grpo" and meta["config"]["reward"] == "process" and meta["iterations"] == 2
-
-
-def test_grpo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
-    from prmkit.models import load_causal_lm
-
-    problems, tok = world
-    init, cfg = tiny_model_dir(tok), _cfg(iterations=3)
-    real, calls = rollout_mod.sample_rollouts, []
-
-    def dies_at_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # as if killed during the third iteration
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rollout_mod, "sample_rollouts", dies_at_third)
-    out = tmp_path / "grpo"
-    with pytest.raises(KeyboardInterrupt):
-        train_grpo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
-    assert not out.exists()
-    state = torch.load(tmp_path / "grpo.checkpoints" / "state.pt", weights_only=True)
-    assert state["iteration"] == 2 and "critic" not in state
-    first = (tmp_path / "grpo.checkpoints" / "metrics.jsonl").read_text().splitlines()
-    with (tmp_path / "grpo.checkpoints" / "metrics.jsonl").open("a") as f:
-        f.write('{"iteration": 3, "rew')  # the kill also tore a metrics line
-    calls.clear()
-    monkeypatch.setattr(rollout_mod, "sample_rollouts", lambda *a, **k: calls.append(1) or real(*a, **k))
-    train_grpo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
-    assert len(calls) == 1  # only the third iteration ran again
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert lines[:3] == first and [json.loads(x)["iteration"] for x in lines] == [0, 1, 2, 3]
-    whole = train_grpo(
-        cfg, init, problems[:8], tmp_path / "whole", eval_problems=problems[40:], progress=False
-    )
-    a, b = load_causal_lm(out), load_causal_lm(whole)
-    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
-    assert train_grpo(cfg, init, problems[:8], out) == out  # finished: returned as is
 
 
 # ---- the command line ----

@@ -13,7 +13,7 @@ from prmkit.cli import app
 from prmkit.models import format_prompt, new_model, train_tokenizer
 from prmkit.policy.base import Completion
 from prmkit.reward import StepRewardModel
-from prmkit.rl import PPOConfig, RFTConfig, train_ppo, train_rft
+from prmkit.rl import GRPOConfig, PPOConfig, RFTConfig, train_grpo, train_ppo, train_rft
 from prmkit.rl import rollout as rollout_mod
 from prmkit.rl.ppo import gae, ppo_policy_loss, value_loss
 from prmkit.rl.rft import rft_dataset
@@ -282,9 +282,22 @@ def test_ppo_changes_the_policy_and_keeps_kl_finite(world, tiny_model_dir, rewar
     assert len(sampled[0]) == 2
 
 
-def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["ppo", "grpo"])
+def test_policy_gradient_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch, method):
+    """PPO and GRPO share the loop (``rl.loop``): a run killed during its third iteration resumes from
+    the second's state, redoes only the third, repairs its metrics and ends where an uninterrupted run
+    does, bit for bit."""
+    from prmkit.models import load_causal_lm
+
     problems, tok = world
-    init, cfg = tiny_model_dir(tok), _cfg(iterations=3)
+    init = tiny_model_dir(tok)
+    if method == "ppo":
+        train, cfg = train_ppo, _cfg(iterations=3)
+    else:  # test_grpo.py's settings
+        train, cfg = train_grpo, GRPOConfig(
+            reward="answer", iterations=3, problems_per_iteration=2, samples_per_problem=3, minibatch_size=4,
+            max_new_tokens=24, eval_problems=3, eval_every=1, save_every=1, lr=1e-3,
+        )  # fmt: skip
     real, calls = rollout_mod.sample_rollouts, []
 
     def dies_at_third(*args, **kwargs):
@@ -294,30 +307,26 @@ def test_ppo_resumes_after_a_kill(world, tiny_model_dir, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(rollout_mod, "sample_rollouts", dies_at_third)
-    out = tmp_path / "ppo"
+    out, ckpt = tmp_path / method, tmp_path / f"{method}.checkpoints"
     with pytest.raises(KeyboardInterrupt):
-        train_ppo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
+        train(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
     assert not out.exists()
-    state = torch.load(tmp_path / "ppo.checkpoints" / "state.pt", weights_only=True)
-    assert state["iteration"] == 2
-    first = (tmp_path / "ppo.checkpoints" / "metrics.jsonl").read_text().splitlines()
-    with (tmp_path / "ppo.checkpoints" / "metrics.jsonl").open("a") as f:
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    assert state["iteration"] == 2 and ("critic" in state) == (method == "ppo")
+    first = (ckpt / "metrics.jsonl").read_text().splitlines()
+    with (ckpt / "metrics.jsonl").open("a") as f:
         f.write('{"iteration": 3, "rew')  # the kill also tore a metrics line
     calls.clear()
     monkeypatch.setattr(rollout_mod, "sample_rollouts", lambda *a, **k: calls.append(1) or real(*a, **k))
-    train_ppo(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
+    train(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
     assert len(calls) == 1  # only the third iteration ran again
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert lines[:3] == first and [json.loads(x)["iteration"] for x in lines] == [0, 1, 2, 3]
     # and the resumed run ends where an uninterrupted one does
-    whole = train_ppo(
-        cfg, init, problems[:8], tmp_path / "whole", eval_problems=problems[40:], progress=False
-    )
-    from prmkit.models import load_causal_lm
-
+    whole = train(cfg, init, problems[:8], tmp_path / "whole", eval_problems=problems[40:], progress=False)
     a, b = load_causal_lm(out), load_causal_lm(whole)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
-    assert train_ppo(cfg, init, problems[:8], out) == out  # finished: returned as is
+    assert train(cfg, init, problems[:8], out) == out  # finished: returned as is
 
 
 def test_rft_dataset_keeps_distinct_correct_solutions():
