@@ -1,5 +1,6 @@
 """The hf backend: calculator forcing on a scripted model, and equality with HF generate on a tiny Llama."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -158,8 +159,37 @@ def test_sampler_follows_the_distribution_and_top_p():
 
     logits = torch.log(torch.tensor([[0.0, 0.5, 0.3, 0.2]])).repeat(20000, 1)
     gen = torch.Generator().manual_seed(0)
-    counts = torch.bincount(_sample_next(logits, 1.0, 1.0, gen), minlength=4) / 20000
+    drawn, lp = _sample_next(logits, 1.0, 1.0, gen)
+    counts = torch.bincount(drawn, minlength=4) / 20000
     assert counts[0] == 0 and torch.allclose(counts[1:], torch.tensor([0.5, 0.3, 0.2]), atol=0.015)
-    top = torch.bincount(_sample_next(logits, 1.0, 0.6, gen), minlength=4) / 20000
+    assert torch.allclose(lp, logits[0, drawn], atol=1e-6)  # each token's own log-probability
+    drawn, lp = _sample_next(logits, 1.0, 0.6, gen)
+    top = torch.bincount(drawn, minlength=4) / 20000
     assert top[3] == 0 and top[0] == 0 and torch.allclose(top[1:3], torch.tensor([0.625, 0.375]), atol=0.015)
-    assert _sample_next(logits[:2], 0.0, 1.0, gen).tolist() == [1, 1]
+    assert torch.allclose(lp, logits[0, drawn], atol=1e-6)  # before the nucleus cut
+    drawn, lp = _sample_next(logits[:2], 0.0, 1.0, gen)
+    assert drawn.tolist() == [1, 1] and torch.allclose(lp, torch.log(torch.tensor([0.5, 0.5])), atol=1e-6)
+    _, lp = _sample_next(2 * logits[:2], 2.0, 1.0, gen)  # the temperature divides the logits first
+    assert torch.allclose(lp, torch.log(torch.tensor([0.5, 0.5])), atol=1e-6)
+
+
+def test_completions_carry_their_tokens(tok, llama):
+    """A completion's token ids decode to its text, the calculator's tokens are marked forced (their
+    log-probability NaN), and every other token's log-probability is the model's at the temperature."""
+    model = BigramModel(tok, "Sam: <<3*4=15 #")
+    (c,) = HFPolicy(model, tok, max_new_tokens=30, device="cpu").generate(
+        [format_prompt("q")], temperature=0.0
+    )[0]
+    assert len(c.token_ids) == len(c.forced) == len(c.logprobs) == c.n_tokens
+    assert tok.decode(c.token_ids) == c.text and c.text.startswith("Sam: <<3*4=12>>")
+    forced = tok.decode([t for t, f in zip(c.token_ids, c.forced, strict=True) if f])
+    assert forced == "12>>" and all(math.isnan(x) == f for x, f in zip(c.logprobs, c.forced, strict=True))
+    prompt = format_prompt("Tom buys 3 boxes of 4 pens.")
+    policy = HFPolicy(llama, tok, calculator=False, max_new_tokens=8, device="cpu")
+    (c,) = policy.generate([prompt], temperature=0.7, seed=1)[0]
+    ids = tok(prompt, return_tensors="pt")["input_ids"]
+    full = torch.cat([ids, torch.tensor([c.token_ids])], dim=1)
+    with torch.no_grad():
+        logits = llama(full).logits[0, ids.shape[1] - 1 : -1].float() / 0.7
+    want = logits.log_softmax(-1).gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
+    assert torch.allclose(torch.tensor(c.logprobs), want, atol=1e-4)

@@ -56,11 +56,18 @@ class _Calculator:
         return self.tokenizer.encode(result + CALC_CLOSE, add_special_tokens=False)
 
 
-def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None):
-    """Next token per row from logits (R, V): greedy at T=0, else temperature + nucleus sampling."""
+def _sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token per row from logits (R, V): greedy at T=0, else temperature + nucleus sampling; and
+    each token's log-probability under the tempered distribution (before the nucleus cut; at T=0 the
+    model's own), read from the distribution the draw already computed."""
     if temperature <= 0:
-        return logits.argmax(dim=-1)
+        tokens = logits.argmax(dim=-1)
+        lf = logits.float()
+        return tokens, lf.gather(-1, tokens[:, None]).squeeze(-1) - lf.logsumexp(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)  # (R, V)
+    tempered = probs
     if top_p < 1.0:
         sorted_p, idx = probs.sort(dim=-1, descending=True)
         cum = sorted_p.cumsum(dim=-1)
@@ -70,7 +77,8 @@ def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: to
     # torch.multinomial on CPU at these sizes
     cdf = probs.cumsum(dim=-1)  # (R, V)
     u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+    tokens = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+    return tokens, tempered.gather(-1, tokens[:, None]).squeeze(-1).log()
 
 
 class HFPolicy(Policy):
@@ -191,11 +199,8 @@ class HFPolicy(Policy):
         finish = ["length"] * rows
         active = list(range(rows))
         for step in range(max_new):
-            nxt = _sample_next(logits, temperature, top_p, gen).tolist()
-            # the log-probability of each row's token under the distribution it was drawn from
-            scaled = logits.float() / temperature if temperature > 0 else logits.float()
-            lp = torch.log_softmax(scaled, dim=-1).gather(-1, torch.tensor(nxt, device=self.device)[:, None])
-            lp = lp.squeeze(-1).tolist()
+            drawn, drawn_lp = _sample_next(logits, temperature, top_p, gen)
+            nxt, lp = drawn.tolist(), drawn_lp.tolist()
             keep: list[int] = []
             for j, r in enumerate(active):
                 by_calc = bool(forced[r])
