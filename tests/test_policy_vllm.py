@@ -4,6 +4,7 @@ the ``openai`` backend against a real ``vllm serve`` of the same model on 127.0.
 
 Skipped where vLLM is not installed (``make setup-vllm`` installs its CPU build)."""
 
+import math
 import os
 import signal
 import socket
@@ -85,6 +86,14 @@ def test_greedy_equals_the_hf_backend(engine, hf, model_dir, world):
             theirs.generate(prompts, temperature=0.0)
         )
     assert engine.source == {"path": str(model_dir.resolve())}
+    # the same tokens, the same calculator mask, log-probs within the two engines' arithmetic
+    ours, theirs = engine.generate(prompts, temperature=0.0), hf.generate(prompts, temperature=0.0)
+    for (a,), (b,) in zip(ours, theirs, strict=True):
+        assert (a.token_ids, a.forced) == (b.token_ids, b.forced)
+        assert [math.isnan(x) for x in a.logprobs] == list(a.forced)
+        kept = [(x, y) for x, y, f in zip(a.logprobs, b.logprobs, a.forced, strict=True) if not f]
+        assert all(abs(x - y) < 1e-3 for x, y in kept)
+    assert any(any(row[0].forced) for row in ours)  # the scripts call the calculator
 
 
 def test_calculator_results_are_forced(engine, model_dir):
