@@ -10,8 +10,9 @@ from conftest import text_completions
 from typer.testing import CliRunner
 
 from prmkit.cli import app
+from prmkit.evaluate.stats import spread
 from prmkit.rl import GRPOConfig, train_grpo
-from prmkit.rl.compare import RLConfig, reward_of, spread
+from prmkit.rl.compare import RLConfig, reward_of
 from prmkit.rl.grpo import _optimise, group_advantages, kl_k3
 from prmkit.rl.loop import ppo_policy_loss
 from prmkit.rl.rollout import collate, encode_rollouts, response_logprobs, score_rollouts

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from prmkit.cli import app
-from prmkit.evaluate.search import compare_rows, mean_ci, search_table
+from prmkit.evaluate.search import compare_rows, search_table
+from prmkit.evaluate.stats import mean_ci
 from prmkit.policy.base import Completion, Policy
 from prmkit.search import (
     STRATEGIES,

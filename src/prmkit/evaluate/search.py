@@ -11,32 +11,14 @@ problem, so strategies that spend their budget differently are compared at equal
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+from prmkit.evaluate.stats import mean_ci
 from prmkit.search import candidates
 from prmkit.verify import choose
 
-# two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1); beyond the table, the normal's
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 METHODS = {"best_of_n": ("best-of-N", "weighted SC"), "beam_search": ("beam search",), "dvts": ("DVTS",)}
-
-
-def mean_ci(xs: list[float]) -> tuple[float, float | None]:
-    """Mean and the 95 % t interval's half-width (None for one value).
-
-    >>> m, h = mean_ci([0.5, 0.6, 0.7]); round(m, 3), round(h, 3)
-    (0.6, 0.248)
-
-    The standard deviation is 0.1, the standard error 0.1 / sqrt(3) = 0.0577, times t(2) = 4.303.
-    """
-    n = len(xs)
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, None
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
 def method_accuracy(records: list[dict[str, Any]], selection: str, kind: str, how: str) -> float:

@@ -2,7 +2,7 @@
 seeds, and RL + verification.
 
 Math-Shepherd's comparison: every method starts from the SFT generator and trains on the train split;
-each is run once per seed (``seed`` of its config = 0, 1, ... ``seeds - 1``) and judged by greedy
+each is run once per seed (its config's ``seed`` + 0, 1, ... ``seeds - 1``) and judged by greedy
 accuracy on the report's test problems. PPO's own held-out curve uses other test-split problems
 (``held_out``), never the ones reported. ``outcome`` PPO takes the ORM's score as its reward,
 ``process`` PPO the PRM's step scores, ``answer`` PPO the graded final answer (no verifier);
@@ -11,17 +11,17 @@ held-out curve as PPO's). Each method's runs use its own seeds only, so adding o
 numbers as they were.
 
 "RL + verification": the first seed's process-PPO policy samples ``bon_samples`` solutions per test
-problem, the PRM picks one (min aggregation), and the result stands beside the SFT generator's
+problem, the PRM picks one (``demo.prm_aggregation``, min by default), and the result stands beside the SFT generator's
 best-of-N at the same N.
 """
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from prmkit.evaluate.stats import spread
 from prmkit.rl.grpo import GRPOConfig, train_grpo
 from prmkit.rl.ppo import PPOConfig, train_ppo
 from prmkit.rl.rft import RFTConfig, train_rft
@@ -64,38 +64,6 @@ def reward_of(method: str) -> str:
     return method.removeprefix("grpo-")
 
 
-# Student's t 0.975 quantiles for 1..10 degrees of freedom (scipy is not a dependency for ten numbers)
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
-def t975(df: int) -> float:
-    """Student's t 0.975 quantile: the table to 10 degrees of freedom, Cornish-Fisher beyond (error < 1e-3).
-
-    >>> t975(2), round(t975(30), 3)
-    (4.303, 2.042)
-    """
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def spread(xs: list[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (0 for one value), and the half-width of the 95% t-interval of the
-    mean over seeds (0 for one value).
-
-    >>> spread([0.5, 0.6, 0.7])
-    {'mean': 0.6, 'std': 0.1, 'ci95': 0.2484338208}
-    """
-    n = len(xs)
-    std = statistics.stdev(xs) if n > 1 else 0.0
-    return {
-        "mean": round(statistics.fmean(xs), 10),
-        "std": round(std, 10),
-        "ci95": round(t975(n - 1) * std / n**0.5, 10) if n > 1 else 0.0,
-    }
-
-
 def run_rl(
     cfg: RLConfig,
     ppo: PPOConfig,
@@ -110,6 +78,7 @@ def run_rl(
     timer,
     sft_greedy: float | None = None,
     grpo: GRPOConfig | None = None,
+    prm_aggregation: str = "min",
 ) -> dict[str, Any]:
     """Train every method for every seed (each resumes or is skipped when finished), evaluate, and return
     ``{"greedy": {label: {"seeds": [...], "mean", "std", "ci95"}}, "verification": {...}}``."""
@@ -125,20 +94,28 @@ def run_rl(
             done = (path / "config.json").exists()
             if method == "rft":
                 policies[(method, seed)] = timer.run(
-                    f"rl_{name}", train_rft, replace(rft, seed=seed), generator, train, path, done=done
+                    f"rl_{name}",
+                    train_rft,
+                    replace(rft, seed=rft.seed + seed),
+                    generator,
+                    train,
+                    path,
+                    done=done,
                 )
             else:
                 reward = reward_of(method)
                 verifier = REWARD_MODEL[reward]
                 if verifier and verifier not in models:
                     raise ValueError(f"rl: {LABELS[method]} needs the {verifier}; add it to demo.verifiers")
-                per_run = dict(
-                    reward=reward, reward_model=str(models[verifier]) if verifier else "", seed=seed
-                )
                 if method.startswith("grpo-"):
                     base, trainer = grpo or GRPOConfig(reward="answer"), train_grpo
                 else:
                     base, trainer = ppo, train_ppo
+                per_run = dict(
+                    reward=reward,
+                    reward_model=str(models[verifier]) if verifier else "",
+                    seed=base.seed + seed,
+                )
                 policies[(method, seed)] = timer.run(
                     f"rl_{name}",
                     trainer,
@@ -161,13 +138,20 @@ def run_rl(
     result: dict[str, Any] = {"greedy": {k: {"seeds": v, **spread(v)} for k, v in greedy.items()}}
     if cfg.bon_samples and ("process", 0) in policies and "PRM" in models:
         result["verification"] = _rl_verification(
-            cfg, policies[("process", 0)], test, models["PRM"], sample, out, timer
+            cfg, policies[("process", 0)], test, models["PRM"], sample, out, timer, prm_aggregation
         )
     return result
 
 
 def _rl_verification(
-    cfg: RLConfig, policy: Path, test: list[Problem], prm: Path, sample: SampleConfig, out: Path, timer
+    cfg: RLConfig,
+    policy: Path,
+    test: list[Problem],
+    prm: Path,
+    sample: SampleConfig,
+    out: Path,
+    timer,
+    how: str = "min",
 ):
     from prmkit.evaluate.bon import bon_report
     from prmkit.io import read_scores
@@ -181,9 +165,10 @@ def _rl_verification(
     by_id = {p.id: p for p in test}
     scores_path = out / "scores_test_process-seed0_prm.jsonl"
     timer.run("rl_verification_score", score_solutions, prm, sols, by_id, scores_path, 32)
-    rows, table = bon_report(sols, by_id, {"PRM": read_scores(scores_path)}, {"PRM": ["min"]})
+    rows, table = bon_report(sols, by_id, {"PRM": read_scores(scores_path)}, {"PRM": [how]})
     return {
         "policy": "process-seed0",
+        "aggregation": how,
         "samples_per_problem": cfg.bon_samples,
         "bon": rows,
         "bon_table": table,
