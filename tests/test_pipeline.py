@@ -153,12 +153,13 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
     assert (tmp_path / "run" / "search.png").stat().st_size > 0
 
 
-def test_likelihood_is_an_opt_in_verifier():
+def test_the_default_demo_reports_the_likelihood_baseline():
     from prmkit.pipeline import AGGREGATIONS, DemoConfig
 
-    assert DemoConfig().verifiers == ("prm", "orm", "value")  # the default demo is unchanged
+    assert DemoConfig().verifiers == ("prm", "orm", "value", "likelihood")
     recipe = DemoRecipe.from_dict({"demo": {"verifiers": ["prm", "likelihood"]}})
     assert recipe.demo.verifiers == ("prm", "likelihood") and AGGREGATIONS["likelihood"] == ["last"]
+    assert AGGREGATIONS["PRM"] == ["min", "prod", "last"]
 
 
 def _split(problems: int, auc: list[dict] | None) -> dict:
@@ -209,3 +210,36 @@ def test_a_run_directory_from_before_a_new_stage_resumes(tmp_path):
     assert "search" in yaml.safe_load((tmp_path / "recipe.yaml").read_text())
     with pytest.raises(ValueError, match=r"different recipe \(stages: search\)"):
         _claim_run_dir(tmp_path, DemoRecipe.from_dict({"search": {"compare_seeds": 2}}))
+
+
+def test_a_run_directory_resumes_across_added_fields_and_verifiers(tmp_path):
+    """A field the saved recipe predates, at its default, and a verifier appended to demo.verifiers only
+    add work; a field the saved recipe predates at another value, or a verifier removed, is a change."""
+    import yaml
+
+    from prmkit.pipeline import _claim_run_dir
+
+    saved = DemoRecipe.from_dict({}).to_dict()
+    del saved["demo"]["prm_data"]
+    saved["demo"]["verifiers"] = ["prm", "orm", "value"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    _claim_run_dir(tmp_path, DemoRecipe.from_dict({}))  # likelihood appended, prm_data at its default
+    assert yaml.safe_load((tmp_path / "recipe.yaml").read_text())["demo"]["prm_data"] == "labels"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ValueError, match=r"different recipe \(stages: demo\)"):
+        _claim_run_dir(tmp_path, DemoRecipe.from_dict({"demo": {"prm_data": "pool"}}))
+    with pytest.raises(ValueError, match=r"different recipe \(stages: demo\)"):
+        _claim_run_dir(tmp_path, DemoRecipe.from_dict({"demo": {"verifiers": ["prm", "likelihood"]}}))
+
+
+def test_reseed_moves_every_stage_seed(tmp_path):
+    from prmkit.pipeline import reseed
+
+    recipe = reseed({"sft": {"seed": 5, "max_steps": 3}}, 2)
+    built = DemoRecipe.from_dict(recipe)
+    assert recipe["sft"] == {"seed": 7, "max_steps": 3}
+    assert (built.world.seed, built.sample.seed, built.annotate.seed, built.prm.seed, built.orm.seed) == (
+        2,
+    ) * 5
+    assert (built.value.seed, built.ppo.seed, built.grpo.seed, built.rft.seed, built.search.seed) == (2,) * 5
+    assert reseed({}, 0) == {stage: {"seed": 0} for stage in recipe if "seed" in recipe[stage]}

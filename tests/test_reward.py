@@ -371,7 +371,7 @@ def test_orm_from_graded_samples_via_cli(tmp_path, tiny_model_dir):
     base = ["train", "orm", "--problems", str(tmp_path / "p.jsonl"), "--source", "problems",
             "--init", str(tmp_path / "init"), "--out", str(tmp_path / "orm")]  # fmt: skip
     res = CliRunner().invoke(app, base)
-    assert res.exit_code == 2 and "give either --labels" in res.output
+    assert res.exit_code == 2 and "give --labels" in res.output
     res = CliRunner().invoke(
         app,
         [
@@ -386,6 +386,17 @@ def test_orm_from_graded_samples_via_cli(tmp_path, tiny_model_dir):
     )
     assert res.exit_code == 0, res.output
     assert "4 training and 0 held-out solutions (orm)" in res.output
+    # a PRM takes both: the labelled solutions, then the other graded ones with their last step labelled
+    labels = [StepLabels("p0", 3, ["He has 3.", "#### 3"], [1, 1], [1.0, 1.0], final_correct=True)]
+    write_jsonl(tmp_path / "l.jsonl", labels)
+    both = ["--labels", str(tmp_path / "l.jsonl"), "--samples", str(tmp_path / "s.jsonl")]
+    res = CliRunner().invoke(app, [*base, *both])
+    assert res.exit_code == 2 and "orm: give either --labels or --samples, not both" in res.output
+    prm = [*base[:1], "prm", *base[2:-1], str(tmp_path / "prm"), *both,
+           "--set", "prm.max_steps=1", "--set", "prm.eval_fraction=0"]  # fmt: skip
+    res = CliRunner().invoke(app, prm)
+    assert res.exit_code == 0, res.output
+    assert "4 training and 0 held-out solutions (prm)" in res.output
 
 
 def test_scoring_samples_of_unknown_problems_names_the_file(tmp_path):

@@ -364,7 +364,7 @@ def export(
 
 
 eval_app = typer.Typer(
-    help="Evaluate a stage against the truth: annotation, verifier, best-of-N, ProcessBench.",
+    help="Evaluate a stage against the truth: annotation, verifier, best-of-N, ProcessBench; average demo runs over seeds.",
     no_args_is_help=True,
 )
 app.add_typer(eval_app, name="eval")
@@ -419,17 +419,23 @@ def _train_reward(
 ) -> None:
     from prmkit.data import load_problems
     from prmkit.io import read_jsonl, read_scores
-    from prmkit.reward.train import outcome_labels, prm_supervised, train_reward
+    from prmkit.reward.train import outcome_labels, prm_supervised, train_reward, with_pool
     from prmkit.types import Solution, StepLabels, index_problems
 
     cfg = _verifier_config(kind, recipe, set_, init, problems)
     probs = index_problems(load_problems(source, problems, split=split))
-    if (labels is None) == (samples is None):
-        raise ValueError("give either --labels (annotated solutions) or --samples (graded samples; orm only)")
-    if samples is not None:
+    if labels is None and samples is None:
+        raise ValueError(
+            "give --labels (annotated solutions) or --samples (graded samples), or, for a prm, both"
+        )
+    if kind == "orm" and labels is not None and samples is not None:
+        raise ValueError("orm: give either --labels or --samples, not both")
+    if labels is None:
         records = outcome_labels(read_jsonl(samples, Solution))
     else:
         records = read_jsonl(labels, StepLabels)
+        if samples is not None:
+            records = with_pool(records, read_jsonl(samples, Solution))
     if prm_scores is not None:
         records = prm_supervised(records, read_scores(prm_scores))
     path = train_reward(cfg, records, probs, out)
@@ -455,13 +461,20 @@ def train_prm(
     split: SplitOpt = "train",
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            help="Graded samples.jsonl too: each one not in --labels is added with only its last step "
+            "labelled, by its graded answer (the demo's demo.prm_data=pool)."
+        ),
+    ] = None,
 ):
     """Train a process reward model: P("+") at every step tag, against hard or soft labels.
 
     prm.label: hard (Math-Shepherd HE) or soft (SE, trained on the fractions); prm.first_error_only
     supervises steps up to the first bad one (PRM800K).
     """
-    _train_reward("prm", labels, problems, source, split, init, out, recipe, set_)
+    _train_reward("prm", labels, problems, source, split, init, out, recipe, set_, samples=samples)
 
 
 @_command(train_app, "orm")
@@ -761,6 +774,24 @@ def eval_bon(
     typer.echo(table)
 
 
+@_command(eval_app, "seeds")
+def eval_seeds(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Demo run directories (or their report.json), one per run seed.")
+    ],
+    out_dir: Annotated[Path, typer.Option(help="Where seeds.{json,md} and bon_seeds.png go.")] = Path(
+        "runs/seeds"
+    ),
+):
+    """Average whole demo runs (`prmkit demo --seed S`, one run directory each) into one report: every
+    best-of-N row, within-problem AUC, RL and search number as the mean over runs with its 95 % t
+    interval over runs, and the papers' orderings judged against those intervals."""
+    from prmkit.evaluate.seeds import write_seeds
+
+    write_seeds(runs, out_dir)
+    typer.echo((out_dir / "seeds.md").read_text())
+
+
 @_command(eval_app, "processbench")
 def eval_processbench(
     data: Annotated[
@@ -833,6 +864,14 @@ def demo(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe YAML.")] = Path("recipes/world.yaml"),
     run_dir: Annotated[Path, typer.Option(help="Run directory (resumes if it exists).")] = Path("runs/world"),
     set_: SetOpt = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Run seed, added to every stage's seed (world, sft, sampling, annotation, verifiers, RL, "
+            "search): one independent run per seed, each in its own --run-dir; `prmkit eval seeds` "
+            "averages their reports.",
+        ),
+    ] = 0,
 ):
     """Run the main job: problems -> sft -> sample a train pool -> annotate -> train PRM, ORM, value verifier
     -> sample the test pool -> score -> best-of-N curves -> RL (RFT, outcome and process PPO) -> report.md,
@@ -842,9 +881,9 @@ def demo(
     recipes/world-quick.yaml is a one-minute smoke run, recipes/gsm8k.yaml the real-data version for a GPU.
     """
     from prmkit.config import load_recipe
-    from prmkit.pipeline import run_demo
+    from prmkit.pipeline import reseed, run_demo
 
-    report = run_demo(load_recipe(recipe, set_), run_dir)
+    report = run_demo(reseed(load_recipe(recipe, set_), seed), run_dir)
     typer.echo((run_dir / "report.md").read_text())
     total = sum(report["timings"].values())
     typer.echo(f"report: {run_dir / 'report.md'} ({total:.0f} s of stage time)")

@@ -9,8 +9,9 @@ step labels (``annotation_quality.png``) and each verifier's step accuracy and f
 (ProcessBench's metric) on the test pool. A killed demo resumes: finished stages are skipped and
 sampling, annotation, training and scoring continue where they stopped. The resolved recipe is saved
 in the run directory; rerunning with a different recipe there is refused rather than mixing outputs
-of two configurations, with one exception that mixes nothing: RL methods appended to ``rl.methods``
-(and stages the saved recipe predates), which leave every finished output valid and only add runs.
+of two configurations, with exceptions that mix nothing: RL methods appended to ``rl.methods``, verifiers
+appended to ``demo.verifiers``, and stages or fields the saved recipe predates (at their defaults),
+which leave every finished output valid and only add runs.
 
 The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
 pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
@@ -45,13 +46,14 @@ from prmkit.types import Problem, Solution, index_problems
 from prmkit.world import SPLITS, WorldConfig, make_world
 
 # recipe name -> report name; "likelihood" is the generator's own mean token log-prob (no training,
-# reward/likelihood.py), the baseline a trained verifier has to beat; opt-in, not in the default tuple
+# reward/likelihood.py), the baseline a trained verifier has to beat
 VERIFIERS = {"prm": "PRM", "orm": "ORM", "value": "value", "likelihood": "likelihood"}
 # how a verifier's step scores become a solution score: min (Math-Shepherd) and prod (Lightman et al.)
-# for the PRM; an ORM and a value verifier are read at the last step (Cobbe et al.), and so is the
-# likelihood (its last step holds the whole solution's mean)
-AGGREGATIONS = {"PRM": ["min", "prod"], "ORM": ["last"], "value": ["last"], "likelihood": ["last"]}
-ORM_DATA = ("pool", "labels")
+# for the PRM, and its last step's score (the estimate that the whole solution reaches the answer); an
+# ORM and a value verifier are read at the last step (Cobbe et al.), and so is the likelihood (its last
+# step holds the whole solution's mean)
+AGGREGATIONS = {"PRM": ["min", "prod", "last"], "ORM": ["last"], "value": ["last"], "likelihood": ["last"]}
+VERIFIER_DATA = ("pool", "labels")  # demo.orm_data and demo.prm_data
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,15 @@ class DemoConfig:
     pool_samples: int = 8  # samples per pool problem
     label_solutions: int = 2000  # pool solutions annotated for the PRM (0 = all)
     orm_data: str = "pool"  # the ORM's solutions: every graded pool sample, or the PRM's labelled ones
+    # the PRM's solutions: the labelled ones, or those and every other graded pool sample with only its
+    # last step labelled (by its graded answer, the Monte-Carlo label that needs no completion)
+    prm_data: str = "labels"
+    # how the PRM's step scores pick a solution in the report's verdicts and in RL + verification (every
+    # aggregation of AGGREGATIONS["PRM"] is reported); choose it on a dev split, never on the test split
+    prm_aggregation: str = "min"
     audit_solutions: int = 100  # world only: pool solutions annotated per_step to audit the labels
     audit_n: int = 16  # completions per step in the audit
-    verifiers: tuple[str, ...] = ("prm", "orm", "value")
+    verifiers: tuple[str, ...] = ("prm", "orm", "value", "likelihood")
     groups: int = 3  # resampled draws per N in the best-of-N curves (the papers use 3)
     score_batch_size: int = 32
     # CPU threads for the whole demo (0 = torch's default, the machine's cores). Fixed, the numbers repeat
@@ -100,11 +108,18 @@ class DemoConfig:
             raise ValueError(
                 "demo: ood_samples, pool_problems, pool_samples, audit_n and groups must be >= 1"
             )
+        if self.prm_aggregation not in AGGREGATIONS["PRM"]:
+            raise ValueError(
+                f"demo.prm_aggregation: unknown {self.prm_aggregation!r}; valid: {', '.join(AGGREGATIONS['PRM'])}"
+            )
         unknown = sorted(set(self.verifiers) - set(VERIFIERS))
         if unknown:
             raise ValueError(f"demo.verifiers: unknown {', '.join(unknown)}; valid: {', '.join(VERIFIERS)}")
-        if self.orm_data not in ORM_DATA:
-            raise ValueError(f"demo.orm_data: unknown {self.orm_data!r}; valid: {', '.join(ORM_DATA)}")
+        for name in ("orm_data", "prm_data"):
+            if getattr(self, name) not in VERIFIER_DATA:
+                raise ValueError(
+                    f"demo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(VERIFIER_DATA)}"
+                )
 
 
 PER_RUN = ("reward", "reward_model")  # PPO and GRPO fields that rl.methods sets for each run
@@ -182,16 +197,24 @@ class Timer:
         return result
 
 
+APPENDABLE = {"rl": "methods", "demo": "verifiers"}  # lists whose new items only add runs or scores
+
+
 def _only_added(stage: str, old: dict | None, new: dict) -> bool:
     """Whether a stage's change only adds work: a stage the saved recipe predates (read by no finished
-    output), or RL methods appended to ``rl.methods`` with every other ``rl`` field the same."""
+    output), fields it predates at their default values, or items appended to ``rl.methods`` (more RL
+    runs) or ``demo.verifiers`` (more scores), with every other field the same."""
     if old is None:
         return True
-    if stage != "rl":
-        return False
-    methods, new_methods = list(old.get("methods") or []), list(new.get("methods") or [])
-    rest = {k: v for k, v in old.items() if k != "methods"}
-    return new_methods[: len(methods)] == methods and rest == {k: v for k, v in new.items() if k != "methods"}
+    new = json.loads(json.dumps(new))  # as the saved YAML reads back: tuples are lists
+    default = json.loads(json.dumps(DemoRecipe.from_dict({}).to_dict()[stage]))
+    old = {k: old.get(k, default[k]) for k in new} if set(old) <= set(new) else old
+    key = APPENDABLE.get(stage)
+    if key is None:
+        return old == new
+    items, new_items = list(old.get(key) or []), list(new.get(key) or [])
+    rest = {k: v for k, v in old.items() if k != key}
+    return new_items[: len(items)] == items and rest == {k: v for k, v in new.items() if k != key}
 
 
 def _claim_run_dir(run_dir: Path, recipe: DemoRecipe) -> None:
@@ -271,7 +294,7 @@ def stage_verifiers(
     """Sample the train pool, annotate it, train the recipe's verifiers; (name -> what
     ``load_reward_model`` loads, summary). The likelihood needs no pool: ``likelihood:GENERATOR``."""
     from prmkit.reward import LIKELIHOOD_PREFIX
-    from prmkit.reward.train import outcome_labels, train_reward
+    from prmkit.reward.train import outcome_labels, train_reward, with_pool
     from prmkit.reward.value import train_value
 
     demo = recipe.demo
@@ -300,7 +323,10 @@ def stage_verifiers(
             "n": recipe.annotate.n,
             "tokens": sum(r.meta.get("tokens", 0) for r in done),
         }
-    data = {"prm": labels, "orm": outcome_labels(pool) if demo.orm_data == "pool" else labels}
+    data = {
+        "prm": with_pool(labels, pool) if demo.prm_data == "pool" else labels,
+        "orm": outcome_labels(pool) if demo.orm_data == "pool" else labels,
+    }
     for key in ("prm", "orm"):
         if key in demo.verifiers:
             out = run_dir / key
@@ -416,6 +442,19 @@ def stage_search(
     )  # fmt: skip
 
 
+def reseed(recipe_dict: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The recipe with ``seed`` added to the seed of every stage that has one (the world, SFT, sampling,
+    annotation, the verifiers, RL, search): one whole independent run of the demo per run seed, for
+    results over seeds of world + generator + verifiers (``prmkit eval seeds``)."""
+    recipe = DemoRecipe.from_dict(recipe_dict)
+    out = {stage: dict(fields) for stage, fields in recipe_dict.items()}
+    for stage in DemoRecipe.stages():
+        cfg = getattr(recipe, stage)
+        if hasattr(cfg, "seed"):
+            out.setdefault(stage, {})["seed"] = cfg.seed + seed
+    return out
+
+
 def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) the demo in ``run_dir`` on ``demo.torch_threads`` threads; returns the report."""
     import torch
@@ -470,7 +509,7 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         rl = run_rl(
             recipe.rl, recipe.ppo, recipe.rft, generator, splits["train"], splits["test"], splits["held_out"],
             models, recipe.sample, run_dir, timer, sft_greedy=results["test"].get("greedy_accuracy"),
-            grpo=recipe.grpo,
+            grpo=recipe.grpo, prm_aggregation=recipe.demo.prm_aggregation,
         )  # fmt: skip
     search = None
     if recipe.search.compare_problems and "PRM" in models:

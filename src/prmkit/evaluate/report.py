@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-BON_NAMES = {  # the lines of the hypothesis, as bon_report names them
-    "PRM": "PRM best-of-N (min)",
-    "ORM": "ORM best-of-N (last)",
-    "majority": "majority",
-}
+
+def bon_names(prm: str = "min") -> dict[str, str]:
+    """The lines of the hypothesis, as bon_report names them; ``prm`` is the PRM's aggregation
+    (``demo.prm_aggregation``)."""
+    return {"PRM": f"PRM best-of-N ({prm})", "ORM": "ORM best-of-N (last)", "majority": "majority"}
 
 
 def pct(x: float | None) -> str:
@@ -48,12 +48,13 @@ def compare(a: dict, b: dict) -> str:
     return "ties"
 
 
-def hypothesis(rows: list[dict]) -> list[str]:
+def hypothesis(rows: list[dict], prm: str = "min") -> list[str]:
     """Sentences on PRM > ORM > majority at the largest N, and on the PRM's gap to majority voting
-    growing from the smallest N > 1 to the largest."""
+    growing from the smallest N > 1 to the largest (the PRM read by the aggregation ``prm``)."""
     ns = sorted({r["n"] for r in rows})
     last = at_n(rows, ns[-1])
-    have = {k: last[v] for k, v in BON_NAMES.items() if v in last}
+    names = bon_names(prm)
+    have = {k: last[v] for k, v in names.items() if v in last}
     if "majority" not in have or len(have) < 2:
         return []
     order = sorted(have, key=lambda k: -have[k]["accuracy"])
@@ -73,7 +74,7 @@ def hypothesis(rows: list[dict]) -> list[str]:
     )
     if "PRM" in have and len(ns) > 2:
         first = at_n(rows, ns[1])
-        gap0 = first[BON_NAMES["PRM"]]["accuracy"] - first["majority"]["accuracy"]
+        gap0 = first[names["PRM"]]["accuracy"] - first["majority"]["accuracy"]
         gap1 = have["PRM"]["accuracy"] - have["majority"]["accuracy"]
         trend = "grows" if gap1 > gap0 else "does not grow"
         lines.append(
@@ -227,11 +228,12 @@ def _rl(rl: dict, test_bon: list[dict] | None) -> list[str]:
     if ver:
         n = ver["samples_per_problem"]
         rl_rows, sft_rows = at_n(ver["bon"], n), at_n(test_bon or [], n)
-        line = f"RL + verification at N={n}: the {ver['policy']} policy with PRM best-of-N (min) "
-        line += f"{pct(rl_rows['PRM best-of-N (min)']['accuracy'])}, majority voting {pct(rl_rows['majority']['accuracy'])}"
-        if "PRM best-of-N (min)" in sft_rows:
+        pick = bon_names(ver.get("aggregation", "min"))["PRM"]  # reports before the field: min
+        line = f"RL + verification at N={n}: the {ver['policy']} policy with {pick} "
+        line += f"{pct(rl_rows[pick]['accuracy'])}, majority voting {pct(rl_rows['majority']['accuracy'])}"
+        if pick in sft_rows:
             line += (
-                f"; the SFT generator with the same PRM {pct(sft_rows['PRM best-of-N (min)']['accuracy'])}, "
+                f"; the SFT generator with the same PRM {pct(sft_rows[pick]['accuracy'])}, "
                 f"majority voting {pct(sft_rows['majority']['accuracy'])}"
             )
         lines += [line + ".", "", ver["bon_table"], ""]
@@ -276,15 +278,21 @@ def _search(search: dict) -> list[str]:
     ]
 
 
+def prm_aggregation(report: dict[str, Any]) -> str:
+    """How the run's PRM picks a solution (``demo.prm_aggregation``; min in reports before the field)."""
+    return report.get("recipe", {}).get("demo", {}).get("prm_aggregation", "min")
+
+
 def render_report(report: dict[str, Any]) -> str:
     """The whole ``report.md``."""
     splits = report["splits"]
+    prm = prm_aggregation(report)
     lines = ["# prmkit demo report", "", f"Run directory: `{report['run_dir']}`", ""]
     for split, r in splits.items():
         if r.get("bon"):
             lines += [f"## Best-of-N, {split} split", ""]
-            lines += [f"{s}" for s in hypothesis(r["bon"])]
-            sc = sc_vs_alone(r["bon"])
+            lines += [f"{s}" for s in hypothesis(r["bon"], prm)]
+            sc = sc_vs_alone(r["bon"], how=prm)
             lines += ["", *([sc, ""] if sc else [])]
             lines += [
                 f"{report['recipe']['demo']['groups']} resampled draws per N without replacement; ± is the 95 % "

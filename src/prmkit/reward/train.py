@@ -125,26 +125,40 @@ def prm_supervised(labels: list[StepLabels], scores: dict[SolutionKey, list[floa
 
 
 def outcome_labels(solutions: list[Solution]) -> list[StepLabels]:
-    """ORM training records from graded samples: no step labels, the graded answer as the final one
-    (Cobbe et al. label every sampled solution by its answer alone, so an ORM needs no annotation).
-    Ungraded and step-less solutions are dropped.
+    """Training records from graded samples: the graded answer as the final label and as the last step's
+    (the one Monte-Carlo label that needs no completion: a whole solution is its own rollout, as
+    ``annotate`` labels it), no other step labelled. Cobbe et al. label every sampled solution by its
+    answer alone, so an ORM needs no annotation. Ungraded and step-less solutions are dropped.
 
     >>> r = outcome_labels([Solution("p", 0, "a\\nb", ["a", "b"], "3", True)])[0]
-    >>> r.hard, r.final_correct
-    ([None, None], True)
+    >>> r.hard, r.soft, r.final_correct
+    ([None, 1], [None, 1.0], True)
     """
     return [
         StepLabels(
             s.problem_id,
             s.sample_id,
             s.steps,
-            [None] * len(s.steps),
-            [None] * len(s.steps),
+            [None] * (len(s.steps) - 1) + [int(bool(s.correct))],
+            [None] * (len(s.steps) - 1) + [float(bool(s.correct))],
             final_correct=bool(s.correct),
         )  # fmt: skip
         for s in solutions
         if s.steps and s.correct is not None
     ]
+
+
+def with_pool(labels: list[StepLabels], pool: list[Solution]) -> list[StepLabels]:
+    """A PRM's records: the annotated solutions, then every other graded pool solution with only its last
+    step labelled (``outcome_labels``), so the PRM sees the ORM's solutions as well as the step labels.
+
+    >>> lab = StepLabels("p", 0, ["a", "b"], [1, 0], [0.5, 0.0], final_correct=False)
+    >>> pool = [Solution("p", i, "a\\nb", ["a", "b"], "3", True) for i in (0, 1)]
+    >>> [(r.sample_id, r.soft) for r in with_pool([lab], pool)]
+    [(0, [0.5, 0.0]), (1, [None, 1.0])]
+    """
+    seen = {r.key for r in labels}
+    return labels + [r for r in outcome_labels(pool) if r.key not in seen]
 
 
 def build_examples(
