@@ -21,6 +21,9 @@ fits its own data):
   solution tokens (``lm_coef = --lm-coef``): does keeping the generator's language model keep its
   ranking signal? ``--lm-coef 0`` retrains the demo's recipe itself and ``--seed`` sets another
   training seed, for the spread between training runs.
+- ``prm_pool``: the PRM on soft labels with the LM loss, on its labelled solutions plus every other
+  graded pool sample's last step (``demo.prm_data: pool``), read at its last step: the PRM given the
+  ORM's solutions as well as its step labels (``recipes/world-large.yaml``'s PRM).
 
 ``--variants`` picks some (default: the first seven, as before the last three existed). Models go to
 RUN/ablation/. Prints one JSON line.
@@ -55,13 +58,13 @@ from prmkit.io import read_jsonl, read_scores
 from prmkit.pipeline import DemoRecipe
 from prmkit.reward import LIKELIHOOD_PREFIX, score_solutions
 from prmkit.reward.critique import CritiqueConfig, train_critique
-from prmkit.reward.train import outcome_labels, train_reward
+from prmkit.reward.train import outcome_labels, train_reward, with_pool
 from prmkit.sample import build_policy
 from prmkit.types import Problem, Solution, StepLabels, index_problems
 from prmkit.verify import aggregate
 
 OLD = ("prm_demo", "orm_demo", "prm_oracle_labels", "orm_same_data", "prm_active", "critique_orm", "orm_long")
-VARIANTS = (*OLD, "likelihood", "prm_lm", "orm_lm")
+VARIANTS = (*OLD, "likelihood", "prm_lm", "orm_lm", "prm_pool")
 
 
 def auc(scores: dict, solutions: list[Solution], how: str) -> dict:
@@ -126,10 +129,16 @@ def main() -> None:
     )
     ap.add_argument("--long-epochs", type=float, default=6.0, help="orm_long: epochs (0 = skip)")
     ap.add_argument(
-        "--lm-coef", type=float, default=1.0, help="prm_lm / orm_lm: the auxiliary LM loss's weight"
+        "--lm-coef",
+        type=float,
+        default=1.0,
+        help="prm_lm / orm_lm / prm_pool: the auxiliary LM loss's weight",
     )
     ap.add_argument(
-        "--seed", type=int, default=None, help="prm_lm / orm_lm: training seed (default: the recipe's)"
+        "--seed",
+        type=int,
+        default=None,
+        help="prm_lm / orm_lm / prm_pool: training seed (default: the recipe's)",
     )
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -175,6 +184,7 @@ def main() -> None:
     for key, base, data, how in (
         ("prm_lm", recipe.prm, labels, "min"),
         ("orm_lm", recipe.orm, orm_data, "last"),
+        ("prm_pool", dataclasses.replace(recipe.prm, label="soft"), with_pool(labels, pool), "last"),
     ):
         if key in variants:
             seed = base.seed if args.seed is None else args.seed
