@@ -11,8 +11,8 @@ held-out curve as PPO's). Each method's runs use its own seeds only, so adding o
 numbers as they were.
 
 "RL + verification": the first seed's process-PPO policy samples ``bon_samples`` solutions per test
-problem, the PRM picks one (``demo.prm_aggregation``, min by default), and the result stands beside the SFT generator's
-best-of-N at the same N.
+problem, the PRM picks one (by ``demo.prm_aggregation``, min by default), and the result stands beside
+the SFT generator's best-of-N at the same N.
 """
 
 from __future__ import annotations
