@@ -154,12 +154,12 @@ def test_gsm8k_recipe_runs_on_real_problems_with_tiny_models(shared_data, tmp_pa
 
 
 def test_the_default_demo_reports_the_likelihood_baseline():
-    from prmkit.pipeline import AGGREGATIONS, DemoConfig
+    from prmkit.pipeline import REPORT_AGGREGATIONS, DemoConfig
 
     assert DemoConfig().verifiers == ("prm", "orm", "value", "likelihood")
     recipe = DemoRecipe.from_dict({"demo": {"verifiers": ["prm", "likelihood"]}})
-    assert recipe.demo.verifiers == ("prm", "likelihood") and AGGREGATIONS["likelihood"] == ["last"]
-    assert AGGREGATIONS["PRM"] == ["min", "prod", "last"]
+    assert recipe.demo.verifiers == ("prm", "likelihood") and REPORT_AGGREGATIONS["likelihood"] == ["last"]
+    assert REPORT_AGGREGATIONS["PRM"] == ["min", "prod", "last"]
 
 
 def _split(problems: int, auc: list[dict] | None) -> dict:

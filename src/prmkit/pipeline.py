@@ -52,7 +52,12 @@ VERIFIERS = {"prm": "PRM", "orm": "ORM", "value": "value", "likelihood": "likeli
 # for the PRM, and its last step's score (the estimate that the whole solution reaches the answer); an
 # ORM and a value verifier are read at the last step (Cobbe et al.), and so is the likelihood (its last
 # step holds the whole solution's mean)
-AGGREGATIONS = {"PRM": ["min", "prod", "last"], "ORM": ["last"], "value": ["last"], "likelihood": ["last"]}
+REPORT_AGGREGATIONS = {
+    "PRM": ["min", "prod", "last"],
+    "ORM": ["last"],
+    "value": ["last"],
+    "likelihood": ["last"],
+}
 VERIFIER_DATA = ("pool", "labels")  # demo.orm_data and demo.prm_data
 
 
@@ -88,7 +93,7 @@ class DemoConfig:
     # last step labelled (by its graded answer, the Monte-Carlo label that needs no completion)
     prm_data: str = "labels"
     # how the PRM's step scores pick a solution in the report's verdicts and in RL + verification (every
-    # aggregation of AGGREGATIONS["PRM"] is reported); choose it on a dev split, never on the test split
+    # aggregation of REPORT_AGGREGATIONS["PRM"] is reported); choose it on a dev split, never on the test split
     prm_aggregation: str = "min"
     audit_solutions: int = 100  # world only: pool solutions annotated per_step to audit the labels
     audit_n: int = 16  # completions per step in the audit
@@ -108,9 +113,9 @@ class DemoConfig:
             raise ValueError(
                 "demo: ood_samples, pool_problems, pool_samples, audit_n and groups must be >= 1"
             )
-        if self.prm_aggregation not in AGGREGATIONS["PRM"]:
+        if self.prm_aggregation not in REPORT_AGGREGATIONS["PRM"]:
             raise ValueError(
-                f"demo.prm_aggregation: unknown {self.prm_aggregation!r}; valid: {', '.join(AGGREGATIONS['PRM'])}"
+                f"demo.prm_aggregation: unknown {self.prm_aggregation!r}; valid: {', '.join(REPORT_AGGREGATIONS['PRM'])}"
             )
         unknown = sorted(set(self.verifiers) - set(VERIFIERS))
         if unknown:
@@ -120,6 +125,16 @@ class DemoConfig:
                 raise ValueError(
                     f"demo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(VERIFIER_DATA)}"
                 )
+
+    def aggregations(self, verifiers) -> dict[str, list[str]]:
+        """Each report-named verifier's aggregations, the PRM's ``prm_aggregation`` first: weighted SC and
+        top-K voting use a verifier's first.
+
+        >>> DemoConfig(prm_aggregation="last").aggregations(["PRM", "ORM"])
+        {'PRM': ['last', 'min', 'prod'], 'ORM': ['last']}
+        """
+        first = {"PRM": self.prm_aggregation}
+        return {v: sorted(REPORT_AGGREGATIONS[v], key=lambda a: a != first.get(v)) for v in verifiers}
 
 
 PER_RUN = ("reward", "reward_model")  # PPO and GRPO fields that rl.methods sets for each run
@@ -407,13 +422,13 @@ def evaluate_split(
         )
         scores[vname] = read_scores(file)
     rows, table = timer.run(
-        f"bon_{name}", bon_report, sols, by_id, scores, {v: AGGREGATIONS[v] for v in scores}, demo.groups
+        f"bon_{name}", bon_report, sols, by_id, scores, demo.aggregations(scores), demo.groups
     )
     png = "bon.png" if name == "test" else f"bon_{name}.png"
     plot_bon(rows, run_dir / png, title=f"best-of-N, {name} split ({len(problems)} problems)")
     out |= {"bon": rows, "bon_table": table, "bon_png": png}
     if scores:
-        out["within_problem_auc"] = auc_rows(sols, scores, {v: AGGREGATIONS[v] for v in scores})
+        out["within_problem_auc"] = auc_rows(sols, scores, demo.aggregations(scores))
     quality = {v: s for v, s in scores.items() if v != "likelihood"}
     if oracle and quality:
         out["verifier_quality"] = {v: verifier_quality(s, sols, by_id) for v, s in quality.items()}
