@@ -45,6 +45,9 @@ def test_means_and_t_intervals_over_runs_by_hand():
     assert s["rl"]["process PPO"]["accuracy"] == pytest.approx(0.6)
     assert s["search"][0]["tokens"] == 100.0
     assert s["dropped"] == ["majority 8"]  # one run only: left out and listed
+    # paired: PRM - majority is +0.2 in both runs, so its interval is 0 where the rows' are 1.27
+    (d,) = [d for d in test["paired"] if d["b"] == "majority" and d["a"].startswith("PRM best")]
+    assert d["n"] == 4 and d["difference"] == pytest.approx(0.2) and d["ci95"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="at least 2 runs"):
         seeds_report([a])
 
@@ -60,6 +63,7 @@ def test_cli_writes_the_report_and_names_a_missing_run(tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "seeds" / "seeds.md").read_text()
     assert "# prmkit demo over 3 runs" in md and "| PRM (min) | 0.700 ± 0.000 |" in md
+    assert "| PRM best-of-N (min) − majority | 4 | +20.0% ± 0.0% |" in md
     assert (tmp_path / "seeds" / "bon_seeds.png").stat().st_size > 0
     res = CliRunner().invoke(app, ["eval", "seeds", runs[0], str(tmp_path / "nope")])
     assert res.exit_code == 2 and "nope: no report.json" in res.output

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.evaluate.bon import bon_table, plot_bon
-from prmkit.evaluate.report import hypothesis, pct, prm_aggregation, sc_vs_alone, search_verdict
+from prmkit.evaluate.report import bon_names, hypothesis, pct, prm_aggregation, sc_vs_alone, search_verdict
 from prmkit.evaluate.stats import mean_ci
 
 
@@ -48,6 +48,32 @@ def _pooled(per_run: list[dict[tuple, float]], dropped: set) -> dict[tuple, dict
     return {k: _interval([r[k] for r in per_run]) for k in per_run[0] if k in common}
 
 
+def _paired(splits: list[dict[str, Any]], prm: str) -> list[dict[str, Any]]:
+    """Each run's difference between two strategies at the largest N every run has, averaged with its t
+    interval over runs: the PRM (alone and with weighted SC), the ORM and majority voting. Paired, the
+    runs' shared ups and downs (one generator better than another) cancel, which row intervals keep."""
+    names = bon_names(prm)
+    pairs = [
+        (names["PRM"], names["ORM"]),
+        (names["PRM"], "majority"),
+        (names["ORM"], "majority"),
+        (f"PRM weighted SC ({prm})", "majority"),
+        (f"PRM weighted SC ({prm})", names["PRM"]),
+    ]
+    accs = [{(r["strategy"], r["n"]): r["accuracy"] for r in s.get("bon", [])} for s in splits]
+    ns = set.intersection(*({n for _, n in a} for a in accs)) if accs else set()
+    if not ns:
+        return []
+    n = max(ns)
+    out = []
+    for a, b in pairs:
+        if all((a, n) in x and (b, n) in x for x in accs):
+            diffs = [x[(a, n)] - x[(b, n)] for x in accs]
+            mean, ci = mean_ci(diffs)
+            out.append({"a": a, "b": b, "n": n, "difference": mean, "ci95": ci or 0.0, "runs": diffs})
+    return out
+
+
 def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Means and 95 % t intervals over runs of every split's generator numbers, best-of-N rows and
     within-problem AUCs, the RL methods' greedy accuracy (each run's mean over its own training seeds)
@@ -71,12 +97,14 @@ def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
             [{(row["verifier"], row["aggregation"]): row["auc"] for row in r.get("within_problem_auc") or []} for r in rs],
             dropped,
         )  # fmt: skip
+        paired = _paired(rs, prm_aggregation(reports[0]))
         splits[split] = {
             "problems": rs[0]["problems"],
             "samples_per_problem": rs[0]["samples_per_problem"],
             "generator": {" ".join(map(str, k)): v for k, v in gen.items()},
             "bon": [{"strategy": name, "n": n, **v} for (name, n), v in bon.items()],
             "within_problem_auc": [{"verifier": v, "aggregation": a, **x} for (v, a), x in auc.items()],
+            "paired": paired,
         }
     prm = {prm_aggregation(r) for r in reports}
     if len(prm) > 1:
@@ -137,6 +165,21 @@ def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
                 f"![best-of-N over runs]({pngs[split]})",
                 "",
             ]
+        if s["paired"]:
+            lines += [
+                "Paired: each run's difference at the same N, then the mean and its interval over runs"
+                " (beyond the interval when it excludes 0).",
+                "",
+                "| difference | N | mean ± 95 % interval | runs |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {d['a']} − {d['b']} | {d['n']} | {d['difference']:+.1%} ± {d['ci95']:.1%} | "
+                + ", ".join(f"{x:+.1%}" for x in d["runs"])
+                + " |"
+                for d in s["paired"]
+            ]
+            lines.append("")
         if s["within_problem_auc"]:
             lines += ["| verifier | within-problem AUC | runs |", "|---|---|---|"]
             lines += [
