@@ -61,7 +61,7 @@ def _paired(splits: list[dict[str, Any]], prm: str) -> list[dict[str, Any]]:
         (f"PRM weighted SC ({prm})", names["PRM"]),
     ]
     accs = [{(r["strategy"], r["n"]): r["accuracy"] for r in s.get("bon", [])} for s in splits]
-    ns = set.intersection(*({n for _, n in a} for a in accs)) if accs else set()
+    ns = set.intersection(*({n for _, n in a} for a in accs))
     if not ns:
         return []
     n = max(ns)
@@ -80,6 +80,12 @@ def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
     and the search comparison's accuracies."""
     if len(reports) < 2:
         raise ValueError(f"eval seeds: need at least 2 runs for an interval over seeds, got {len(reports)}")
+    aggregations = {prm_aggregation(r) for r in reports}
+    if len(aggregations) > 1:
+        raise ValueError(
+            f"eval seeds: the runs' PRMs pick by different aggregations: {', '.join(sorted(aggregations))}"
+        )
+    prm = aggregations.pop()
     dropped: set = set()
     splits: dict[str, Any] = {}
     names = set.intersection(*(set(r["splits"]) for r in reports))
@@ -97,25 +103,15 @@ def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
             [{(row["verifier"], row["aggregation"]): row["auc"] for row in r.get("within_problem_auc") or []} for r in rs],
             dropped,
         )  # fmt: skip
-        paired = _paired(rs, prm_aggregation(reports[0]))
         splits[split] = {
             "problems": rs[0]["problems"],
             "samples_per_problem": rs[0]["samples_per_problem"],
             "generator": {" ".join(map(str, k)): v for k, v in gen.items()},
             "bon": [{"strategy": name, "n": n, **v} for (name, n), v in bon.items()],
             "within_problem_auc": [{"verifier": v, "aggregation": a, **x} for (v, a), x in auc.items()],
-            "paired": paired,
+            "paired": _paired(rs, prm),
         }
-    prm = {prm_aggregation(r) for r in reports}
-    if len(prm) > 1:
-        raise ValueError(
-            f"eval seeds: the runs' PRMs pick by different aggregations: {', '.join(sorted(prm))}"
-        )
-    out: dict[str, Any] = {
-        "runs": [r["run_dir"] for r in reports],
-        "prm_aggregation": prm.pop(),
-        "splits": splits,
-    }
+    out: dict[str, Any] = {"runs": [r["run_dir"] for r in reports], "prm_aggregation": prm, "splits": splits}
     if all(r.get("rl") for r in reports):
         rl = _pooled([{(k,): v["mean"] for k, v in r["rl"]["greedy"].items()} for r in reports], dropped)
         out["rl"] = {k[0]: v for k, v in rl.items()}
