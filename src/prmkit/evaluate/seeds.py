@@ -126,6 +126,11 @@ def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _row(cells: list[str], runs: list[float], fmt: str) -> str:
+    """A markdown row: the cells, then each run's value."""
+    return "| " + " | ".join([*cells, ", ".join(fmt.format(x) for x in runs)]) + " |"
+
+
 def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
     """``seeds.md``: the verdicts, the best-of-N and AUC tables, RL and search, over runs."""
     n = len(summary["runs"])
@@ -170,20 +175,16 @@ def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
                 "|---|---|---|---|",
             ]
             lines += [
-                f"| {d['a']} − {d['b']} | {d['n']} | {d['difference']:+.1%} ± {d['ci95']:.1%} | "
-                + ", ".join(f"{x:+.1%}" for x in d["runs"])
-                + " |"
+                _row([f"{d['a']} − {d['b']}", str(d["n"]), f"{d['difference']:+.1%} ± {d['ci95']:.1%}"], d["runs"], "{:+.1%}")
                 for d in s["paired"]
-            ]
+            ]  # fmt: skip
             lines.append("")
         if s["within_problem_auc"]:
             lines += ["| verifier | within-problem AUC | runs |", "|---|---|---|"]
             lines += [
-                f"| {r['verifier']} ({r['aggregation']}) | {r['accuracy']:.3f} ± {r['ci95']:.3f} | "
-                + ", ".join(f"{x:.3f}" for x in r["runs"])
-                + " |"
+                _row([f"{r['verifier']} ({r['aggregation']})", f"{r['accuracy']:.3f} ± {r['ci95']:.3f}"], r["runs"], "{:.3f}")
                 for r in s["within_problem_auc"]
-            ]
+            ]  # fmt: skip
             lines.append("")
     if summary.get("rl"):
         lines += [
@@ -192,9 +193,7 @@ def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
         ]
         lines += ["| policy | mean ± 95 % interval over runs | runs |", "|---|---|---|"]
         lines += [
-            f"| {k} | {pct(v['accuracy'])} ± {pct(v['ci95'])} | "
-            + ", ".join(pct(x) for x in v["runs"])
-            + " |"
+            _row([k, f"{pct(v['accuracy'])} ± {pct(v['ci95'])}"], v["runs"], "{:.1%}")
             for k, v in summary["rl"].items()
         ]
         lines.append("")
