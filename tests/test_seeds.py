@@ -38,11 +38,11 @@ def test_means_and_t_intervals_over_runs_by_hand():
     maj = test["bon"][0]
     assert maj["accuracy"] == pytest.approx(0.6) and maj["ci95"] == pytest.approx(1.2706)
     assert maj["runs"] == [0.5, 0.7]
-    assert test["within_problem_auc"][0]["accuracy"] == pytest.approx(0.7)
+    assert test["within_problem_auc"][0]["auc"] == pytest.approx(0.7)
     assert test["generator"]["greedy"]["ci95"] == 0 and list(test["generator"]) == [
         "greedy", "sampled", "pass 1", "pass 4"
     ]  # fmt: skip
-    assert s["rl"]["process PPO"]["accuracy"] == pytest.approx(0.6)
+    assert s["rl"]["process PPO"]["mean"] == pytest.approx(0.6)
     assert s["search"][0]["tokens"] == 100.0
     assert s["dropped"] == ["majority 8"]  # one run only: left out and listed
     # paired: PRM - majority is +0.2 in both runs, so its interval is 0 where the rows' are 1.27

@@ -35,17 +35,19 @@ def read_reports(run_dirs: list[Path]) -> list[dict[str, Any]]:
     return reports
 
 
-def _interval(values: list[float]) -> dict[str, Any]:
-    mean, ci = mean_ci(values)
-    return {"accuracy": mean, "ci95": ci or 0.0, "runs": values}
-
-
-def _pooled(per_run: list[dict[tuple, float]], dropped: set) -> dict[tuple, dict[str, Any]]:
-    """Keys every run has (in the first run's order) -> mean and interval over runs; keys some run lacks
-    go to ``dropped``."""
+def _pooled(
+    per_run: list[dict[tuple, float]], dropped: set, name: str = "mean"
+) -> dict[tuple, dict[str, Any]]:
+    """Keys every run has (in the first run's order) -> ``{name: mean, ci95, runs}`` over runs (``name``
+    as the rows it stands for call their value: ``accuracy`` for best-of-N and search rows, which
+    ``report``'s verdicts read, ``auc`` for AUC rows); keys some run lacks go to ``dropped``."""
     common = set.intersection(*(set(r) for r in per_run))
     dropped |= set().union(*(set(r) for r in per_run)) - common
-    return {k: _interval([r[k] for r in per_run]) for k in per_run[0] if k in common}
+    out = {}
+    for k in (k for k in per_run[0] if k in common):
+        mean, ci = mean_ci([r[k] for r in per_run])
+        out[k] = {name: mean, "ci95": ci or 0.0, "runs": [r[k] for r in per_run]}
+    return out
 
 
 def _paired(splits: list[dict[str, Any]], prm: str) -> list[dict[str, Any]]:
@@ -97,11 +99,14 @@ def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
         ) | _pooled([{("sampled",): r["sampled_accuracy"]} for r in rs], dropped)
         gen |= _pooled([{("pass", int(k)): v for k, v in r["pass_at_k"].items()} for r in rs], dropped)
         bon = _pooled(
-            [{(row["strategy"], row["n"]): row["accuracy"] for row in r.get("bon", [])} for r in rs], dropped
+            [{(row["strategy"], row["n"]): row["accuracy"] for row in r.get("bon", [])} for r in rs],
+            dropped,
+            "accuracy",
         )
         auc = _pooled(
             [{(row["verifier"], row["aggregation"]): row["auc"] for row in r.get("within_problem_auc") or []} for r in rs],
             dropped,
+            "auc",
         )  # fmt: skip
         splits[split] = {
             "problems": rs[0]["problems"],
@@ -117,10 +122,12 @@ def seeds_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
         out["rl"] = {k[0]: v for k, v in rl.items()}
     if all(r.get("search") for r in reports):
         rows = [r["search"]["rows"] for r in reports]
-        acc = _pooled([{(row["method"], row["n"]): row["accuracy"] for row in rr} for rr in rows], dropped)
+        acc = _pooled(
+            [{(row["method"], row["n"]): row["accuracy"] for row in rr} for rr in rows], dropped, "accuracy"
+        )
         tokens = _pooled([{(row["method"], row["n"]): row["tokens"] for row in rr} for rr in rows], set())
         out["search"] = [
-            {"method": m, "n": n, **acc[(m, n)], "tokens": tokens[(m, n)]["accuracy"]} for (m, n) in acc
+            {"method": m, "n": n, **acc[(m, n)], "tokens": tokens[(m, n)]["mean"]} for (m, n) in acc
         ]
     out["dropped"] = sorted(" ".join(map(str, k)) for k in dropped)
     return out
@@ -152,7 +159,7 @@ def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
         lines += ["| | " + " | ".join(gen) + " |", "|---|" + "---|" * len(gen)]
         lines += [
             "| generator | "
-            + " | ".join(f"{pct(v['accuracy'])} ± {pct(v['ci95'])}" for v in gen.values())
+            + " | ".join(f"{pct(v['mean'])} ± {pct(v['ci95'])}" for v in gen.values())
             + " |",
             "",
         ]
@@ -182,7 +189,7 @@ def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
         if s["within_problem_auc"]:
             lines += ["| verifier | within-problem AUC | runs |", "|---|---|---|"]
             lines += [
-                _row([f"{r['verifier']} ({r['aggregation']})", f"{r['accuracy']:.3f} ± {r['ci95']:.3f}"], r["runs"], "{:.3f}")
+                _row([f"{r['verifier']} ({r['aggregation']})", f"{r['auc']:.3f} ± {r['ci95']:.3f}"], r["runs"], "{:.3f}")
                 for r in s["within_problem_auc"]
             ]  # fmt: skip
             lines.append("")
@@ -193,7 +200,7 @@ def render_seeds(summary: dict[str, Any], pngs: dict[str, str]) -> str:
         ]
         lines += ["| policy | mean ± 95 % interval over runs | runs |", "|---|---|---|"]
         lines += [
-            _row([k, f"{pct(v['accuracy'])} ± {pct(v['ci95'])}"], v["runs"], "{:.1%}")
+            _row([k, f"{pct(v['mean'])} ± {pct(v['ci95'])}"], v["runs"], "{:.1%}")
             for k, v in summary["rl"].items()
         ]
         lines.append("")
