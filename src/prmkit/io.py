@@ -377,23 +377,48 @@ def _read_meta(out_path: str | Path) -> dict[str, Any]:
         ) from None
 
 
+def _relative_paths(value: Any, base: str) -> Any:
+    """``value`` with every absolute path under a ``"path"`` key made relative to ``base``."""
+    if isinstance(value, dict):
+        return {
+            k: os.path.relpath(v, base)
+            if k == "path" and isinstance(v, str) and os.path.isabs(v)
+            else _relative_paths(v, base)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_relative_paths(v, base) for v in value]
+    return value
+
+
 def claim_output(out_path: str | Path, config: dict[str, Any], write: bool = True) -> None:
     """Tie an appended output to the configuration that writes it, in ``meta_path(out_path)``: a rerun
     with another configuration is refused before anything is written, naming what changed (``write``
-    False: only that check).
+    False: only that check). A model recorded by its resolved path (``models.model_source``) counts as
+    the same model when it lies where it lay before relative to the output, so a run directory moved
+    or copied whole still resumes.
 
-    >>> import tempfile
-    >>> out = Path(tempfile.mkdtemp()) / "samples.jsonl"
-    >>> claim_output(out, {"n": 16, "model": "runs/w/generator"}); claim_output(out, {"n": 16, "model": "runs/w/generator"})
-    >>> claim_output(out, {"n": 3, "model": "runs/w/generator"})
+    >>> import shutil, tempfile
+    >>> run = Path(tempfile.mkdtemp()) / "run"; out = run / "samples.jsonl"
+    >>> def cfg(n, run): return {"n": n, "model": {"path": str(run / "generator")}}
+    >>> claim_output(out, cfg(16, run)); claim_output(out, cfg(16, run))
+    >>> claim_output(out, cfg(3, run))
     Traceback (most recent call last):
     ...
     ValueError: ...samples.jsonl was written with another configuration (n: 16, now 3); give another output path, or delete it and samples.meta.json
+    >>> moved = shutil.move(run, run.with_name("moved")); claim_output(moved / "samples.jsonl", cfg(16, moved))
+    >>> claim_output(moved / "samples.jsonl", cfg(16, moved / "rl"))
+    Traceback (most recent call last):
+    ...
+    ValueError: ...samples.jsonl was written with another configuration (model: ...); give another output path, or delete it and samples.meta.json
     """
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back
     meta = _read_meta(out_path)
     old = meta.get("config")
+    here = str(Path(out_path).resolve().parent)
     if old is not None and old != config:
+        if "dir" in meta and _relative_paths(old, meta["dir"]) == _relative_paths(config, here):
+            return
         changed = ", ".join(
             f"{k}: {old.get(k)!r}, now {config.get(k)!r}"
             for k in sorted(set(old) | set(config))
@@ -404,7 +429,7 @@ def claim_output(out_path: str | Path, config: dict[str, Any], write: bool = Tru
             f"or delete it and {meta_path(out_path).name}"
         )
     if old is None and write:
-        atomic_write_json(meta_path(out_path), {**meta, "config": config})
+        atomic_write_json(meta_path(out_path), {**meta, "config": config, "dir": here})
 
 
 def write_source(out_path: str | Path, source: dict[str, Any], **extra: Any) -> None:
