@@ -1,6 +1,7 @@
 import copy
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from prmkit.reward.train import (
     reward_loss,
     soft_label_loss,
     step_targets,
+    warn_unsupervised_soft,
 )
 from prmkit.steps import split_steps
 from prmkit.types import Problem, StepLabels, index_problems
@@ -75,6 +77,19 @@ def test_step_targets_hard_soft_first_error_orm():
     bad = StepLabels("p7", 2, ["a", "b"], [1], [1.0, 0.0])
     with pytest.raises(ValueError, match="p7/2"):
         step_targets(bad, RewardConfig())
+
+
+def test_warn_unsupervised_soft():
+    # binary search: two good steps inferred without a full probe (soft None), one bad step (soft 0)
+    searched = StepLabels("p", 0, ["a", "b", "c"], [1, 1, 0], [None, None, 0.0])
+    with pytest.warns(UserWarning, match="2 of 3 labelled steps have no soft estimate"):
+        warn_unsupervised_soft([searched], RewardConfig(label="soft"))
+    probed = StepLabels("p", 1, ["a", "b", "c"], [1, 1, 0], [0.5, None, 0.0])  # 1 of 3 lost: no warning
+    skipped = StepLabels("p", 2, ["a"], [None], [None], skipped="too long")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_unsupervised_soft([probed, skipped], RewardConfig(label="soft"))
+        warn_unsupervised_soft([searched], RewardConfig())  # hard labels supervise every step
 
 
 def test_config_validation():

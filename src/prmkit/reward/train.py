@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,23 @@ def build_examples(
     return rows
 
 
+def warn_unsupervised_soft(labels: list[StepLabels], cfg: RewardConfig) -> None:
+    """Warn when soft targets leave most Monte-Carlo-labelled steps unsupervised: ``binary_search`` and
+    ``early_stop`` keep a soft estimate only where every completion of a step was drawn, mostly at bad
+    steps, so a soft PRM learns few good steps and its intermediate scores sink."""
+    if cfg.kind != "prm" or cfg.label != "soft":
+        return
+    pairs = [(h, s) for r in labels if not r.skipped for h, s in zip(r.hard, r.soft, strict=True)]
+    labelled = sum(h is not None for h, _ in pairs)
+    lost = sum(h is not None and s is None for h, s in pairs)
+    if lost * 2 > labelled:
+        warnings.warn(
+            f"{cfg.kind}.label=soft: {lost} of {labelled} labelled steps have no soft estimate (an "
+            "early-stopped annotation) and are not supervised; label=hard supervises every one",
+            stacklevel=3,
+        )
+
+
 def lm_targets(ids: list[int], n_prompt: int, tag_id: int) -> list[int]:
     """1 at the tokens the auxiliary LM loss predicts: the solution's (after the prompt), except each
     tag and the token after it, which the tag's position (the classifier's) would predict.
@@ -283,6 +301,7 @@ def train_reward(
     rm = StepRewardModel.from_pretrained(
         init, dtype="float32", kind=cfg.kind, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision
     )
+    warn_unsupervised_soft(labels, cfg)
     rows = build_examples(labels, problems, cfg, rm.tokenizer, rm.tag)
     if not rows:
         raise ValueError("reward: no supervised steps in the labels (all skipped or unlabelled?)")
