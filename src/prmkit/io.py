@@ -378,29 +378,24 @@ def _read_meta(out_path: str | Path) -> dict[str, Any]:
 
 
 def _relative_paths(value: Any, base: str) -> Any:
-    """``value`` with every absolute path under a ``"path"`` key made relative to ``base``."""
+    """``value`` with every absolute path in it made relative to ``base``."""
     if isinstance(value, dict):
-        return {
-            k: os.path.relpath(v, base)
-            if k == "path" and isinstance(v, str) and os.path.isabs(v)
-            else _relative_paths(v, base)
-            for k, v in value.items()
-        }
+        return {k: _relative_paths(v, base) for k, v in value.items()}
     if isinstance(value, list):
         return [_relative_paths(v, base) for v in value]
-    return value
+    return os.path.relpath(value, base) if isinstance(value, str) and os.path.isabs(value) else value
 
 
 def claim_output(out_path: str | Path, config: dict[str, Any], write: bool = True) -> None:
     """Tie an appended output to the configuration that writes it, in ``meta_path(out_path)``: a rerun
     with another configuration is refused before anything is written, naming what changed (``write``
-    False: only that check). A model recorded by its resolved path (``models.model_source``) counts as
-    the same model when it lies where it lay before relative to the output, so a run directory moved
-    or copied whole still resumes.
+    False: only that check). A model recorded by its resolved path counts as the same model when it
+    lies where it lay before relative to the output, so a run directory moved or copied whole still
+    resumes.
 
     >>> import shutil, tempfile
     >>> run = Path(tempfile.mkdtemp()) / "run"; out = run / "samples.jsonl"
-    >>> def cfg(n, run): return {"n": n, "model": {"path": str(run / "generator")}}
+    >>> def cfg(n, run): return {"n": n, "model": {"path": str(run / "generator")}, "scorer": str(run / "prm")}
     >>> claim_output(out, cfg(16, run)); claim_output(out, cfg(16, run))
     >>> claim_output(out, cfg(3, run))
     Traceback (most recent call last):
