@@ -298,10 +298,10 @@ def train_reward(
     init = cfg.init or default_init
     if not init:
         raise ValueError(f"{cfg.kind}: no model to start from; set {cfg.kind}.init or pass --init")
+    warn_unsupervised_soft(labels, cfg)  # before the model loads
     rm = StepRewardModel.from_pretrained(
         init, dtype="float32", kind=cfg.kind, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision
     )
-    warn_unsupervised_soft(labels, cfg)
     rows = build_examples(labels, problems, cfg, rm.tokenizer, rm.tag)
     if not rows:
         raise ValueError("reward: no supervised steps in the labels (all skipped or unlabelled?)")
