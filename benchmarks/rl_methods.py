@@ -22,7 +22,8 @@ import torch
 
 from prmkit.config import load_recipe
 from prmkit.io import read_jsonl
-from prmkit.pipeline import DemoRecipe, Timer, world_files
+from prmkit.jobs import Timer
+from prmkit.pipeline import DemoRecipe, world_files
 from prmkit.rl.compare import RLConfig, run_rl
 from prmkit.types import Problem
 

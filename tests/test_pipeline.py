@@ -243,3 +243,32 @@ def test_reseed_moves_every_stage_seed(tmp_path):
     ) * 5
     assert (built.value.seed, built.ppo.seed, built.grpo.seed, built.rft.seed, built.search.seed) == (2,) * 5
     assert reseed({}, 0) == {stage: {"seed": 0} for stage in recipe if "seed" in recipe[stage]}
+
+
+def _numbers(report: dict) -> dict:
+    """A report without what differs between two runs of the same recipe: times and paths."""
+    out = {k: v for k, v in report.items() if k not in ("timings", "wall_seconds", "run_dir", "recipe")}
+    search = dict(out["search"])
+    search["rows"] = [{k: v for k, v in r.items() if "second" not in k} for r in search["rows"]]
+    search.pop("table")  # its seconds column
+    return json.loads(json.dumps(out | {"search": search}))
+
+
+@pytest.mark.slow
+def test_the_demo_gives_the_same_numbers_on_two_workers(tmp_path):
+    """Jobs side by side in worker processes (verifiers, pools, scores, RL runs, search) change the wall
+    time, never a number of the report; and a run directory may change its worker count."""
+    sets = [
+        "rl.methods=[outcome, process]", "rl.seeds=1", "rl.bon_samples=2", "ppo.iterations=1",
+        "ppo.problems_per_iteration=2", "ppo.samples_per_problem=2", "ppo.minibatch_size=4",
+        "ppo.max_new_tokens=16", "ppo.eval_problems=2", "demo.torch_threads=1",
+    ]  # fmt: skip
+    one = run_demo(load_recipe(ROOT / "recipes/world-quick.yaml", sets), tmp_path / "one")
+    two = run_demo(
+        load_recipe(ROOT / "recipes/world-quick.yaml", [*sets, "demo.workers=2"]), tmp_path / "two"
+    )
+    assert _numbers(one) == _numbers(two)
+    assert two["rl"]["verification"]["bon"] and two["annotation_audit"]
+    assert "worker processes" in (tmp_path / "two" / "report.md").read_text()
+    again = run_demo(load_recipe(ROOT / "recipes/world-quick.yaml", sets), tmp_path / "two")  # resumed on one
+    assert _numbers(again) == _numbers(two)

@@ -886,7 +886,9 @@ def demo(
     report = run_demo(reseed(load_recipe(recipe, set_), seed), run_dir)
     typer.echo((run_dir / "report.md").read_text())
     total = sum(report["timings"].values())
-    typer.echo(f"report: {run_dir / 'report.md'} ({total:.0f} s of stage time)")
+    typer.echo(
+        f"report: {run_dir / 'report.md'} ({report['wall_seconds']:.0f} s wall, {total:.0f} s of stage time)"
+    )
 
 
 rl_app = typer.Typer(

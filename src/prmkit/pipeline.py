@@ -11,7 +11,11 @@ sampling, annotation, training and scoring continue where they stopped. The reso
 in the run directory; rerunning with a different recipe there is refused rather than mixing outputs
 of two configurations, with exceptions that mix nothing: RL methods appended to ``rl.methods``, verifiers
 appended to ``demo.verifiers``, and stages or fields the saved recipe predates (at their defaults),
-which leave every finished output valid and only add runs.
+which leave every finished output valid and only add runs (and ``demo.workers``, which changes no output).
+
+Stages after SFT are jobs (``jobs.py``): with ``demo.workers: 2`` the verifiers train while the test
+pools are sampled, the verifiers score side by side, and the RL runs and search share the two
+processes; every number is the one a single process gives.
 
 The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
 pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
@@ -22,7 +26,7 @@ PRM's solutions instead, for a comparison at equal data (Lightman et al.'s small
 from __future__ import annotations
 
 import json
-import time
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ import yaml
 from prmkit.annotate import AnnotateConfig, annotate
 from prmkit.config import check_stages, stage_config
 from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores, write_jsonl
+from prmkit.jobs import Job, Timer
 from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.reward.model import META_FILE
 from prmkit.reward.train import RewardConfig
@@ -42,7 +47,7 @@ from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
 from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
 from prmkit.search import SearchConfig
-from prmkit.types import Problem, Solution, index_problems
+from prmkit.types import Problem, Solution, StepLabels, index_problems
 from prmkit.world import SPLITS, WorldConfig, make_world
 
 # recipe name -> report name; "likelihood" is the generator's own mean token log-prob (no training,
@@ -104,11 +109,19 @@ class DemoConfig:
     # to the digit on any machine; and tiny models gain nothing from a second thread, which on a loaded
     # 2-core machine mostly waits (docs/benchmarks.md)
     torch_threads: int = 0
+    # processes that run independent jobs side by side (the verifiers' training and the test pools' sampling,
+    # the scores, the RL runs and search), each on torch_threads threads (0: the cores over the workers).
+    # Every job seeds itself, so the numbers are the same for any count; only the wall time changes
+    workers: int = 1
 
     def __post_init__(self):
         if min(self.test_problems, self.ood_problems, self.label_solutions, self.audit_solutions,
                self.torch_threads) < 0:  # fmt: skip
             raise ValueError("demo: problem and solution counts and torch_threads must be >= 0")
+        if self.workers < 1:
+            raise ValueError(
+                f"demo.workers: {self.workers}; it must be >= 1 (1: every stage in this process)"
+            )
         if min(self.ood_samples, self.pool_problems, self.pool_samples, self.audit_n, self.groups) < 1:
             raise ValueError(
                 "demo: ood_samples, pool_problems, pool_samples, audit_n and groups must be >= 1"
@@ -195,33 +208,22 @@ class DemoRecipe:
         return out
 
 
-class Timer:
-    """Wall time per stage, kept in ``timings.json`` across resumed runs."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.times: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
-
-    def run(self, name: str, fn, *args, done: bool = False, **kwargs):
-        """Run a stage; its time is added unless ``done`` says it only reads finished output."""
-        t0 = time.perf_counter()
-        result = fn(*args, **kwargs)
-        if not done:
-            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
-            atomic_write_json(self.path, self.times)
-        return result
-
-
 APPENDABLE = {"rl": "methods", "demo": "verifiers"}  # lists whose new items only add runs or scores
+SPEED_ONLY = {"demo": ("workers",)}  # fields that change how fast a run goes, never its outputs
 
 
 def _only_added(stage: str, old: dict | None, new: dict) -> bool:
     """Whether a stage's change only adds work: a stage the saved recipe predates (read by no finished
     output), fields it predates at their default values, or items appended to ``rl.methods`` (more RL
-    runs) or ``demo.verifiers`` (more scores), with every other field the same."""
+    runs) or ``demo.verifiers`` (more scores), with every other field the same; ``SPEED_ONLY`` fields
+    may change freely."""
     if old is None:
         return True
-    new = json.loads(json.dumps(new))  # as the saved YAML reads back: tuples are lists
+    speed = SPEED_ONLY.get(stage, ())
+    old = {k: v for k, v in old.items() if k not in speed}
+    new = {
+        k: v for k, v in json.loads(json.dumps(new)).items() if k not in speed
+    }  # lists, as YAML reads back
     default = json.loads(json.dumps(DemoRecipe.from_dict({}).to_dict()[stage]))
     old = {k: old.get(k, default[k]) for k in new} if set(old) <= set(new) else old
     key = APPENDABLE.get(stage)
@@ -292,44 +294,124 @@ def stage_problems(recipe: DemoRecipe, run_dir: Path, timer: Timer) -> dict[str,
     return out
 
 
-def _sample(name: str, problems, generator: Path, cfg: SampleConfig, run_dir: Path, timer: Timer):
-    return timer.run(
-        f"sample_{name}",
-        sample_problems,
-        build_policy(str(generator), cfg),
-        problems,
-        cfg,
-        run_dir / f"samples_{name}.jsonl",
+def sample_with(
+    generator: Path | str, problems: list[Problem], cfg: SampleConfig, out: Path
+) -> list[Solution]:
+    """``sample_problems`` with the generator loaded here, as a job needs (it is sent paths, not models).
+    On a finished file it only reads the samples back, which is how a job gets an earlier job's pool."""
+    return sample_problems(build_policy(str(generator), cfg), problems, cfg, out)
+
+
+def _pool_args(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path) -> tuple:
+    return (
+        generator,
+        train[: recipe.demo.pool_problems],
+        replace(recipe.sample, n=recipe.demo.pool_samples),
+        run_dir / "samples_train.jsonl",
     )
 
 
-def stage_verifiers(
-    recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path, timer: Timer
-) -> tuple[dict[str, Path | str], dict[str, Any]]:
-    """Sample the train pool, annotate it, train the recipe's verifiers; (name -> what
-    ``load_reward_model`` loads, summary). The likelihood needs no pool: ``likelihood:GENERATOR``."""
-    from prmkit.reward import LIKELIHOOD_PREFIX
-    from prmkit.reward.train import outcome_labels, train_reward, with_pool
+def _pool(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path) -> list[Solution]:
+    """The train pool, first sample of every problem first: annotation takes many problems before many
+    samples of one."""
+    return sorted(sample_with(*_pool_args(recipe, generator, train, run_dir)), key=lambda s: s.sample_id)
+
+
+def annotate_pool(
+    recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path
+) -> list[StepLabels]:
+    """The PRM's Monte-Carlo step labels of the first ``demo.label_solutions`` pool solutions."""
+    pool = _pool(recipe, generator, train, run_dir)
+    policy = build_policy(str(generator), recipe.annotate)
+    return annotate(
+        policy,
+        pool,
+        train,
+        recipe.annotate,
+        run_dir / "labels.jsonl",
+        limit=recipe.demo.label_solutions or None,
+    )
+
+
+def _needs_labels(demo: DemoConfig) -> bool:
+    return "prm" in demo.verifiers or demo.orm_data == "labels"
+
+
+def verifier_data(
+    key: str, demo: DemoConfig, pool: list[Solution], labels: list[StepLabels]
+) -> list[StepLabels]:
+    """The PRM's or the ORM's training records (``demo.prm_data``, ``demo.orm_data``)."""
+    from prmkit.reward.train import outcome_labels, with_pool
+
+    if key == "prm":
+        return with_pool(labels, pool) if demo.prm_data == "pool" else labels
+    return outcome_labels(pool) if demo.orm_data == "pool" else labels
+
+
+def train_verifier(
+    key: str, recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path
+) -> Path:
+    """Train the recipe's ``prm``, ``orm`` or ``value`` verifier into ``run_dir/key`` (or return it
+    finished), reading the pool and the labels back from their files."""
+    from prmkit.reward.train import train_reward
     from prmkit.reward.value import train_value
 
-    demo = recipe.demo
-    models: dict[str, Path | str] = {}
-    likelihood = {"likelihood": f"{LIKELIHOOD_PREFIX}{generator}"} if "likelihood" in demo.verifiers else {}
-    if set(demo.verifiers) <= {"likelihood"}:
-        return likelihood, {}
     by_id = index_problems(train)
-    pool_cfg = replace(recipe.sample, n=demo.pool_samples)
-    pool = _sample("train", train[: demo.pool_problems], generator, pool_cfg, run_dir, timer)
-    # annotate the first sample of every problem, then the second, ...: many problems before many samples
-    pool = sorted(pool, key=lambda s: s.sample_id)
+    pool = _pool(recipe, generator, train, run_dir)
+    if key == "value":
+        return train_value(recipe.value, pool, by_id, run_dir / key, default_init=str(generator))
+    labels = annotate_pool(recipe, generator, train, run_dir) if _needs_labels(recipe.demo) else []
+    data = verifier_data(key, recipe.demo, pool, labels)
+    return train_reward(getattr(recipe, key), data, by_id, run_dir / key, default_init=str(generator))
+
+
+def _trained(key: str, run_dir: Path) -> bool:
+    return (run_dir / key / (META_FILE if key == "value" else "config.json")).exists()
+
+
+def verifier_jobs(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path) -> list[Job]:
+    """Sample the train pool, annotate it, train the recipe's verifiers; none for the likelihood alone."""
+    demo = recipe.demo
+    keys = [k for k in ("prm", "value", "orm") if k in demo.verifiers]
+    if not keys:
+        return []
+    args = (recipe, generator, train, run_dir)
+    jobs = [Job("sample_train", sample_with, _pool_args(*args))]
+    if _needs_labels(demo):
+        jobs.append(Job("annotate", annotate_pool, args, after=("sample_train",)))
+    for key in keys:
+        labelled = key == "prm" or (key == "orm" and demo.orm_data == "labels")
+        jobs.append(
+            Job(
+                f"train_{key}",
+                train_verifier,
+                (key, *args),
+                after=("annotate",) if labelled else ("sample_train",),
+                done=_trained(key, run_dir),
+            )  # fmt: skip
+        )
+    return jobs
+
+
+def verifier_summary(
+    recipe: DemoRecipe, generator: Path, results: dict[str, Any]
+) -> tuple[dict[str, Path | str], dict[str, Any]]:
+    """(report name -> what ``load_reward_model`` loads, summary of the pool, labels and data sizes). The
+    likelihood needs no pool: ``likelihood:GENERATOR``."""
+    from prmkit.reward import LIKELIHOOD_PREFIX
+
+    demo = recipe.demo
+    models: dict[str, Path | str] = {
+        VERIFIERS[k]: results[f"train_{k}"] for k in ("prm", "orm", "value") if f"train_{k}" in results
+    }
+    if "likelihood" in demo.verifiers:
+        models["likelihood"] = f"{LIKELIHOOD_PREFIX}{generator}"
+    if "sample_train" not in results:
+        return models, {}
+    pool = results["sample_train"]
+    labels = results.get("annotate", [])
     info: dict[str, Any] = {"pool": accuracy_summary(pool, ks=())}
-    labels = []
-    if "prm" in demo.verifiers or demo.orm_data == "labels":
-        policy = build_policy(str(generator), recipe.annotate)
-        labels = timer.run(
-            "annotate", annotate, policy, pool, train, recipe.annotate, run_dir / "labels.jsonl",
-            limit=demo.label_solutions or None,
-        )  # fmt: skip
+    if "annotate" in results:
         done = [r for r in labels if not r.skipped]
         info["labels"] = {
             "solutions": len(done),
@@ -338,89 +420,99 @@ def stage_verifiers(
             "n": recipe.annotate.n,
             "tokens": sum(r.meta.get("tokens", 0) for r in done),
         }
-    data = {
-        "prm": with_pool(labels, pool) if demo.prm_data == "pool" else labels,
-        "orm": outcome_labels(pool) if demo.orm_data == "pool" else labels,
-    }
     for key in ("prm", "orm"):
         if key in demo.verifiers:
-            out = run_dir / key
-            models[VERIFIERS[key]] = timer.run(
-                f"train_{key}", train_reward, getattr(recipe, key), data[key], by_id, out,
-                default_init=str(generator), done=(out / "config.json").exists(),
-            )  # fmt: skip
-            info[f"{key}_solutions"] = len(data[key])
+            info[f"{key}_solutions"] = len(verifier_data(key, demo, pool, labels))
     if "value" in demo.verifiers:
-        out = run_dir / "value"
-        models["value"] = timer.run(
-            "train_value", train_value, recipe.value, pool, by_id, out,
-            default_init=str(generator), done=(out / META_FILE).exists(),
-        )  # fmt: skip
         info["value_solutions"] = len(pool)
-    return models | likelihood, info
+    return models, info
 
 
-def stage_audit(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path, timer: Timer):
-    """World only: annotate some pool solutions per_step at ``audit_n`` and replay every strategy and N
-    against the oracle (``annotation_quality.png``); None when switched off."""
+def audit_annotation(
+    recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path
+) -> list[StepLabels]:
+    """World only: annotate the last ``demo.audit_solutions`` pool solutions per_step at ``audit_n`` (the
+    end of the order the PRM's labels are taken in, so the audit does not repeat them)."""
+    cfg = replace(recipe.annotate, strategy="per_step", n=recipe.demo.audit_n)
+    audited = _pool(recipe, generator, train, run_dir)[-recipe.demo.audit_solutions :]
+    return annotate(build_policy(str(generator), cfg), audited, train, cfg, run_dir / "labels_audit.jsonl")
+
+
+def audit_report(recipe: DemoRecipe, records: list[StepLabels], train: list[Problem], run_dir: Path):
+    """Replay every strategy and N of the audit against the oracle (``annotation_quality.png``)."""
     from prmkit.evaluate.annotation import annotation_quality, plot_quality
 
-    demo = recipe.demo
-    if not demo.audit_solutions:
-        return None
-    pool = read_jsonl(run_dir / "samples_train.jsonl", Solution)
-    cfg = replace(recipe.annotate, strategy="per_step", n=demo.audit_n)
-    # the end of the order the PRM's labels are taken in, so the audit does not repeat them
-    audited = sorted(pool, key=lambda s: s.sample_id)[-demo.audit_solutions :]
-    records = timer.run(
-        "annotate_audit", annotate, build_policy(str(generator), cfg), audited, train, cfg,
-        run_dir / "labels_audit.jsonl",
-    )  # fmt: skip
     rows = annotation_quality(
-        records, train, ns=tuple(n for n in (1, 2, 4, 8, 16, 32, 64) if n <= demo.audit_n)
+        records, train, ns=tuple(n for n in (1, 2, 4, 8, 16, 32, 64) if n <= recipe.demo.audit_n)
     )
     plot_quality(rows, run_dir / "annotation_quality.png")
     return rows
 
 
+def sample_jobs(
+    name: str, problems: list[Problem], n: int, generator: Path, recipe: DemoRecipe, run_dir: Path
+) -> list[Job]:
+    """A report split's samples: ``n`` per problem, and the greedy ones unless ``demo.greedy`` is off."""
+    jobs = [
+        Job(
+            f"sample_{name}",
+            sample_with,
+            (generator, problems, replace(recipe.sample, n=n), run_dir / f"samples_{name}.jsonl"),
+        )
+    ]
+    if recipe.demo.greedy:
+        jobs.append(
+            Job(
+                f"sample_{name}_greedy",
+                greedy_accuracy,
+                (generator, problems, recipe.sample, run_dir / f"samples_{name}_greedy.jsonl"),
+            )  # fmt: skip
+        )
+    return jobs
+
+
+def score_jobs(
+    name: str, problems: list[Problem], sols: list[Solution], models: dict[str, Path | str], recipe: DemoRecipe,
+    run_dir: Path,
+) -> list[Job]:  # fmt: skip
+    """Every verifier's scores of a split's samples, one job each."""
+    from prmkit.reward import score_solutions
+
+    by_id = index_problems(problems)
+    return [
+        Job(
+            f"score_{name}_{v.lower()}",
+            score_solutions,
+            (path, sols, by_id, run_dir / f"scores_{name}_{v.lower()}.jsonl", recipe.demo.score_batch_size),
+        )  # fmt: skip
+        for v, path in models.items()
+    ]
+
+
 def evaluate_split(
-    name: str, problems: list[Problem], n: int, generator: Path, models: dict[str, Path | str],
-    recipe: DemoRecipe, run_dir: Path, timer: Timer, oracle: bool,
+    name: str, problems: list[Problem], n: int, sols: list[Solution], greedy: float | None,
+    models: dict[str, Path | str], recipe: DemoRecipe, run_dir: Path, timer: Timer, oracle: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    """Greedy and sampled accuracy, pass@k, every verifier's scores, best-of-N curves (``bon[_name].png``),
+    """Greedy and sampled accuracy, pass@k, best-of-N curves by every verifier's scores (``bon[_name].png``),
     each verifier's within-problem AUC and, with the oracle, its step-level quality (not the
     likelihood's: a threshold of 0.5 on a mean token probability means nothing)."""
     from prmkit.evaluate.bon import auc_rows, bon_report, plot_bon
     from prmkit.evaluate.verifier import verifier_quality
-    from prmkit.reward import score_solutions
 
     demo = recipe.demo
-    out: dict[str, Any] = {}
-    if demo.greedy:
-        out["greedy_accuracy"] = timer.run(
-            f"sample_{name}_greedy", greedy_accuracy, generator, problems, recipe.sample,
-            run_dir / f"samples_{name}_greedy.jsonl",
-        )  # fmt: skip
-    cfg = replace(recipe.sample, n=n)
-    sols = _sample(name, problems, generator, cfg, run_dir, timer)
+    out: dict[str, Any] = {} if greedy is None else {"greedy_accuracy": greedy}
     ks = tuple(k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n)
     summary = accuracy_summary(sols, ks=ks)
     out.update(
         problems=summary["problems"],
         samples_per_problem=n,
-        temperature=cfg.temperature,
+        temperature=recipe.sample.temperature,
         sampled_accuracy=summary["accuracy"],
         pass_at_k={k: summary[f"pass@{k}"] for k in ks},
         mean_tokens=sum(s.meta.get("n_tokens", 0) for s in sols) / max(1, len(sols)),
     )
     by_id = index_problems(problems)
-    scores = {}
-    for vname, path in models.items():
-        file = run_dir / f"scores_{name}_{vname.lower()}.jsonl"
-        timer.run(
-            f"score_{name}_{vname.lower()}", score_solutions, path, sols, by_id, file, demo.score_batch_size
-        )
-        scores[vname] = read_scores(file)
+    scores = {v: read_scores(run_dir / f"scores_{name}_{v.lower()}.jsonl") for v in models}
     rows, table = timer.run(
         f"bon_{name}", bon_report, sols, by_id, scores, demo.aggregations(scores), demo.groups
     )
@@ -435,25 +527,27 @@ def evaluate_split(
     return out
 
 
-def stage_search(
-    recipe: DemoRecipe,
-    generator: Path,
-    prm_path: Path | str,
-    test: list[Problem],
-    run_dir: Path,
-    timer: Timer,
-) -> dict[str, Any]:
-    """PRM-guided search on the first ``search.compare_problems`` test problems: every strategy, budget
-    and seed into ``search/``, compared at equal sampled tokens (``search.png``). Runs after every other
-    stage on seeds of its own, so the numbers before it are the same with or without it."""
+def search_prm(
+    generator: Path, prm_path: Path | str, problems: list[Problem], cfg: SearchConfig, out: Path, png: Path
+):
+    """``evaluate.search.run_comparison`` with the PRM loaded here (a job)."""
     from prmkit.evaluate.search import run_comparison
     from prmkit.reward import load_reward_model
 
-    cfg = recipe.search
+    return run_comparison(generator, load_reward_model(str(prm_path)), problems, cfg, out, png)
+
+
+def search_job(
+    recipe: DemoRecipe, generator: Path, prm_path: Path | str, test: list[Problem], run_dir: Path
+) -> Job:
+    """PRM-guided search on the first ``search.compare_problems`` test problems: every strategy, budget
+    and seed into ``search/``, compared at equal sampled tokens (``search.png``). On seeds of its own, so
+    the numbers before it are the same with or without it."""
     png = run_dir / "search.png"
-    return timer.run(
-        "search", run_comparison, generator, load_reward_model(str(prm_path)),
-        test[: cfg.compare_problems], cfg, run_dir / "search", png, done=png.exists(),
+    cfg = recipe.search
+    return Job(
+        "search", search_prm, (generator, prm_path, test[: cfg.compare_problems], cfg, run_dir / "search", png),
+        done=png.exists(),
     )  # fmt: skip
 
 
@@ -487,58 +581,92 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
 
 
 def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
+    """The stages in four rounds, each round's independent jobs side by side on ``demo.workers``
+    processes: SFT; the pools, annotation and verifiers; the scores; RL and search."""
     from prmkit.evaluate.report import render_report
+    from prmkit.rl.compare import rl_jobs, rl_summary
 
-    timer = Timer(run_dir / "timings.json")
+    demo = recipe.demo
+    threads = demo.torch_threads or max(1, (os.cpu_count() or 1) // demo.workers)
+    timer = Timer(run_dir / "timings.json", workers=demo.workers, threads=threads)
     splits = stage_problems(recipe, run_dir, timer)
     oracle = recipe.data.source == "world"
     gen_dir = run_dir / "generator"
     generator = timer.run(
         "sft", train_sft, recipe.sft, splits["train"], gen_dir, done=(gen_dir / "config.json").exists()
     )
-    models, info = (
-        stage_verifiers(recipe, generator, splits["train"], run_dir, timer)
-        if recipe.demo.verifiers
-        else ({}, {})
+    train = splits["train"]
+    evaluated = {
+        name: (probs, recipe.sample.n if name == "test" else demo.ood_samples)
+        for name, probs in splits.items()
+        if name not in ("train", "held_out")
+    }
+    trainers = verifier_jobs(recipe, generator, train, run_dir)
+    samplers = [
+        j
+        for name, (probs, n) in evaluated.items()
+        for j in sample_jobs(name, probs, n, generator, recipe, run_dir)
+    ]
+    audit = bool(oracle and demo.audit_solutions and trainers)  # the audit annotates pool solutions
+    jobs = trainers[:1] + samplers + trainers[1:]  # the train pool first: most jobs wait for it
+    if audit:
+        jobs.append(
+            Job(
+                "annotate_audit",
+                audit_annotation,
+                (recipe, generator, train, run_dir),
+                after=("sample_train",),
+            )
+        )
+    first = timer.run_all(jobs)
+    models, info = verifier_summary(recipe, generator, first)
+    timer.run_all(
+        [
+            j
+            for name, (probs, _) in evaluated.items()
+            for j in score_jobs(name, probs, first[f"sample_{name}"], models, recipe, run_dir)
+        ]
     )
-    audit = stage_audit(recipe, generator, splits["train"], run_dir, timer) if oracle else None
     results = {
         name: evaluate_split(
             name,
             probs,
-            recipe.sample.n if name == "test" else recipe.demo.ood_samples,
-            generator,
+            n,
+            first[f"sample_{name}"],
+            first.get(f"sample_{name}_greedy"),
             models,
             recipe,
             run_dir,
             timer,
             oracle,
         )  # fmt: skip
-        for name, probs in splits.items()
-        if name not in ("train", "held_out")
+        for name, (probs, n) in evaluated.items()
     }
-    rl = None
+    jobs = []
     if recipe.rl.methods:
-        from prmkit.rl.compare import run_rl
-
-        rl = run_rl(
-            recipe.rl, recipe.ppo, recipe.rft, generator, splits["train"], splits["test"], splits["held_out"],
-            models, recipe.sample, run_dir, timer, sft_greedy=results["test"].get("greedy_accuracy"),
-            grpo=recipe.grpo, prm_aggregation=recipe.demo.prm_aggregation,
+        jobs += rl_jobs(
+            recipe.rl, recipe.ppo, recipe.rft, generator, train, splits["test"], splits["held_out"], models,
+            recipe.sample, run_dir, grpo=recipe.grpo, prm_aggregation=demo.prm_aggregation,
         )  # fmt: skip
-    search = None
     if recipe.search.compare_problems and "PRM" in models:
-        search = stage_search(recipe, generator, models["PRM"], splits["test"], run_dir, timer)
+        jobs.append(search_job(recipe, generator, models["PRM"], splits["test"], run_dir))
+    last = timer.run_all(jobs)
     report = {
         "run_dir": str(run_dir),
         "recipe": recipe.to_dict(),
         "verifiers": info,
-        "annotation_audit": audit,
+        "annotation_audit": audit_report(recipe, first["annotate_audit"], train, run_dir) if audit else None,
         "splits": results,
-        "rl": rl,
-        "search": search,
+        "rl": None,
+        "search": last.get("search"),
         "timings": timer.times,
+        "wall_seconds": timer.wall,
     }
+    if recipe.rl.methods:
+        report["rl"] = rl_summary(
+            recipe.rl, last, generator, splits["test"], recipe.sample, run_dir,
+            sft_greedy=results["test"].get("greedy_accuracy"),
+        )  # fmt: skip
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_text(run_dir / "report.md", render_report(report))
     return report

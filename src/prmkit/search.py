@@ -71,7 +71,7 @@ class SearchConfig:
     seed: int = 0
     trust_remote_code: bool = False
     revision: str | None = None
-    # the demo's compute-matched comparison (pipeline.stage_search); compare_problems 0 switches it off
+    # the demo's compute-matched comparison (pipeline.search_job); compare_problems 0 switches it off
     compare_problems: int = 50
     compare_budgets: tuple[int, ...] = (4, 16)
     compare_seeds: int = 3

@@ -332,4 +332,11 @@ def render_report(report: dict[str, Any]) -> str:
     lines += ["## Time per stage", "", "| stage | seconds | share |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in report["timings"].items()]
     lines += [f"| total | {total:.1f} | |", ""]
+    workers = report.get("recipe", {}).get("demo", {}).get("workers", 1)
+    if report.get("wall_seconds") and workers > 1:
+        lines += [
+            f"Wall time {report['wall_seconds']:.0f} s: independent stages ran side by side on {workers} worker"
+            " processes, so the stages' times add up to more.",
+            "",
+        ]
     return "\n".join(lines)

@@ -8,7 +8,8 @@ accuracy on the report's test problems. PPO's own held-out curve uses other test
 ``process`` PPO the PRM's step scores, ``answer`` PPO the graded final answer (no verifier);
 ``grpo-outcome``, ``grpo-process`` and ``grpo-answer`` are GRPO with the same rewards (``grpo`` stage,
 held-out curve as PPO's). Each method's runs use its own seeds only, so adding one leaves the others'
-numbers as they were.
+numbers as they were. Each run is a job (``jobs.Job``), so the demo runs them side by side on its
+``demo.workers`` processes.
 
 "RL + verification": the first seed's process-PPO policy samples ``bon_samples`` solutions per test
 problem, the PRM picks one (by ``demo.prm_aggregation``, min by default), and the result stands beside
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.evaluate.stats import spread
+from prmkit.jobs import Job, Timer
 from prmkit.rl.grpo import GRPOConfig, train_grpo
 from prmkit.rl.ppo import PPOConfig, train_ppo
 from prmkit.rl.rft import RFTConfig, train_rft
@@ -64,7 +66,24 @@ def reward_of(method: str) -> str:
     return method.removeprefix("grpo-")
 
 
-def run_rl(
+def rl_run(
+    method: str, seed: int, cfg: PPOConfig | GRPOConfig | RFTConfig, generator: Path, train: list[Problem],
+    test: list[Problem], held_out: list[Problem], sample: SampleConfig, out: Path,
+) -> float:  # fmt: skip
+    """Train (or resume, or find finished) one method's run for one seed in ``out/{method}-seed{seed}``
+    from the generator; its greedy accuracy on ``test``."""
+    name = f"{method}-seed{seed}"
+    path = out / name
+    if method == "rft":
+        policy = train_rft(cfg, generator, train, path)
+    elif method.startswith("grpo-"):
+        policy = train_grpo(cfg, generator, train, path, eval_problems=held_out)
+    else:
+        policy = train_ppo(cfg, generator, train, path, eval_problems=held_out)
+    return greedy_accuracy(policy, test, sample, out / f"samples_test_greedy_{name}.jsonl")
+
+
+def rl_jobs(
     cfg: RLConfig,
     ppo: PPOConfig,
     rft: RFTConfig,
@@ -72,99 +91,85 @@ def run_rl(
     train: list[Problem],
     test: list[Problem],
     held_out: list[Problem],
-    models: dict[str, Path],
+    models: dict[str, Path | str],
     sample: SampleConfig,
     run_dir: Path,
-    timer,
-    sft_greedy: float | None = None,
     grpo: GRPOConfig | None = None,
     prm_aggregation: str = "min",
-) -> dict[str, Any]:
-    """Train every method for every seed (each resumes or is skipped when finished), evaluate, and return
-    ``{"greedy": {label: {"seeds": [...], "mean", "std", "ci95"}}, "verification": {...}}``."""
+) -> list[Job]:
+    """One job per method and seed, ``rl_{method}-seed{k}`` (training and the greedy evaluation), and RL +
+    verification after the first process-PPO run; ``rl_summary`` reads their results."""
     out = run_dir / "rl"
-    if sft_greedy is None:  # the demo measured it already unless demo.greedy is off
-        sft_greedy = greedy_accuracy(generator, test, sample, out / "samples_test_greedy_sft.jsonl")
-    greedy = {"SFT": [sft_greedy]}
-    policies: dict[tuple[str, int], Path] = {}
+    jobs = []
     for method in cfg.methods:
+        verifier = REWARD_MODEL.get(reward_of(method))
+        if verifier and verifier not in models:
+            raise ValueError(f"rl: {LABELS[method]} needs the {verifier}; add it to demo.verifiers")
         for seed in range(cfg.seeds):
-            name = f"{method}-seed{seed}"
-            path = out / name
-            done = (path / "config.json").exists()
             if method == "rft":
-                policies[(method, seed)] = timer.run(
-                    f"rl_{name}",
-                    train_rft,
-                    replace(rft, seed=rft.seed + seed),
-                    generator,
-                    train,
-                    path,
-                    done=done,
-                )
+                run = replace(rft, seed=rft.seed + seed)
             else:
-                reward = reward_of(method)
-                verifier = REWARD_MODEL[reward]
-                if verifier and verifier not in models:
-                    raise ValueError(f"rl: {LABELS[method]} needs the {verifier}; add it to demo.verifiers")
-                if method.startswith("grpo-"):
-                    base, trainer = grpo or GRPOConfig(reward="answer"), train_grpo
-                else:
-                    base, trainer = ppo, train_ppo
-                per_run = dict(
-                    reward=reward,
-                    reward_model=str(models[verifier]) if verifier else "",
+                base = (grpo or GRPOConfig(reward="answer")) if method.startswith("grpo-") else ppo
+                run = replace(
+                    base, reward=reward_of(method), reward_model=str(models[verifier]) if verifier else "",
                     seed=base.seed + seed,
-                )
-                policies[(method, seed)] = timer.run(
-                    f"rl_{name}",
-                    trainer,
-                    replace(base, **per_run),
-                    generator,
-                    train,
-                    path,
-                    eval_problems=held_out,
-                    done=done,
-                )
-            acc = timer.run(
-                f"rl_{name}_eval",
-                greedy_accuracy,
-                policies[(method, seed)],
-                test,
-                sample,
-                out / f"samples_test_greedy_{name}.jsonl",
-            )
-            greedy.setdefault(LABELS[method], []).append(acc)
-    result: dict[str, Any] = {"greedy": {k: {"seeds": v, **spread(v)} for k, v in greedy.items()}}
-    if cfg.bon_samples and ("process", 0) in policies and "PRM" in models:
-        result["verification"] = _rl_verification(
-            cfg, policies[("process", 0)], test, models["PRM"], sample, out, timer, prm_aggregation
+                )  # fmt: skip
+            args = (method, seed, run, generator, train, test, held_out, sample, out)
+            jobs.append(Job(f"rl_{method}-seed{seed}", rl_run, args))
+    if cfg.bon_samples and "process" in cfg.methods and "PRM" in models:
+        args = (cfg, out / "process-seed0", test, models["PRM"], sample, out, prm_aggregation)
+        jobs.append(Job("rl_verification", rl_verification, args, after=("rl_process-seed0",)))
+    return jobs
+
+
+def rl_summary(
+    cfg: RLConfig, results: dict[str, Any], generator: Path, test: list[Problem], sample: SampleConfig,
+    run_dir: Path, sft_greedy: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``{"greedy": {label: {"seeds": [...], "mean", "std", "ci95"}}, "verification": {...}}`` from the
+    results of ``rl_jobs``' jobs; the SFT generator's greedy accuracy is measured unless given."""
+    if sft_greedy is None:  # the demo measured it already unless demo.greedy is off
+        sft_greedy = greedy_accuracy(
+            generator, test, sample, run_dir / "rl" / "samples_test_greedy_sft.jsonl"
         )
+    greedy = {"SFT": [sft_greedy]}
+    for method in cfg.methods:
+        greedy[LABELS[method]] = [results[f"rl_{method}-seed{seed}"] for seed in range(cfg.seeds)]
+    result: dict[str, Any] = {"greedy": {k: {"seeds": v, **spread(v)} for k, v in greedy.items()}}
+    if "rl_verification" in results:
+        result["verification"] = results["rl_verification"]
     return result
 
 
-def _rl_verification(
-    cfg: RLConfig,
-    policy: Path,
-    test: list[Problem],
-    prm: Path,
-    sample: SampleConfig,
-    out: Path,
-    timer,
+def run_rl(cfg: RLConfig, ppo: PPOConfig, rft: RFTConfig, generator: Path, train: list[Problem], test: list[Problem],
+           held_out: list[Problem], models: dict[str, Path | str], sample: SampleConfig, run_dir: Path, timer: Timer,
+           sft_greedy: float | None = None, grpo: GRPOConfig | None = None, prm_aggregation: str = "min",
+) -> dict[str, Any]:  # fmt: skip
+    """Every method for every seed (each resumes or is skipped when finished) on ``timer``'s workers,
+    evaluated: ``rl_summary``'s result."""
+    jobs = rl_jobs(
+        cfg, ppo, rft, generator, train, test, held_out, models, sample, run_dir, grpo, prm_aggregation
+    )
+    return rl_summary(cfg, timer.run_all(jobs), generator, test, sample, run_dir, sft_greedy)
+
+
+def rl_verification(
+    cfg: RLConfig, policy: Path, test: list[Problem], prm: Path | str, sample: SampleConfig, out: Path,
     how: str = "min",
-):
+) -> dict[str, Any]:  # fmt: skip
+    """RL + verification: ``bon_samples`` samples per test problem from ``policy``, scored by the PRM, its
+    best-of-N (by ``how``) beside the generator's at the same N."""
     from prmkit.evaluate.bon import bon_report
     from prmkit.io import read_scores
     from prmkit.reward import score_solutions
 
     scfg = replace(sample, n=cfg.bon_samples)
-    sols = timer.run(
-        "rl_verification_sample", sample_problems, build_policy(str(policy), scfg), test, scfg,
-        out / "samples_test_process-seed0.jsonl",
-    )  # fmt: skip
+    sols = sample_problems(
+        build_policy(str(policy), scfg), test, scfg, out / "samples_test_process-seed0.jsonl"
+    )
     by_id = {p.id: p for p in test}
     scores_path = out / "scores_test_process-seed0_prm.jsonl"
-    timer.run("rl_verification_score", score_solutions, prm, sols, by_id, scores_path, 32)
+    score_solutions(prm, sols, by_id, scores_path, 32)
     rows, table = bon_report(sols, by_id, {"PRM": read_scores(scores_path)}, {"PRM": [how]})
     return {
         "policy": "process-seed0",
