@@ -642,14 +642,14 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         )  # fmt: skip
         for name, (probs, n) in evaluated.items()
     }
-    jobs = []
+    jobs = []  # search first: the longest job, so the two workers end together
+    if recipe.search.compare_problems and "PRM" in models:
+        jobs.append(search_job(recipe, generator, models["PRM"], splits["test"], run_dir))
     if recipe.rl.methods:
         jobs += rl_jobs(
             recipe.rl, recipe.ppo, recipe.rft, generator, train, splits["test"], splits["held_out"], models,
             recipe.sample, run_dir, grpo=recipe.grpo, prm_aggregation=demo.prm_aggregation,
         )  # fmt: skip
-    if recipe.search.compare_problems and "PRM" in models:
-        jobs.append(search_job(recipe, generator, models["PRM"], splits["test"], run_dir))
     last = timer.run_all(jobs)
     report = {
         "run_dir": str(run_dir),
