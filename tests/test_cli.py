@@ -107,7 +107,8 @@ def test_demo_quick_smoke_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert len((run / "samples_test.jsonl").read_text().splitlines()) == n_samples
     again = json.loads((run / "timings.json").read_text())
-    for stage in ("world", "sft", "train_prm", "train_orm", "train_value", "search"):
+    for stage in ("world", "sft", "sample_train", "train_prm", "train_orm", "train_value", "sample_test",
+                  "sample_test_greedy", "score_test_prm", "search"):  # fmt: skip
         assert again[stage] == timings[stage]
     # a different recipe in the same run dir is refused
     result = runner.invoke(app, [*args, "--set", "sample.n=8"])

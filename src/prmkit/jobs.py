@@ -122,6 +122,19 @@ class Timer:
         return {name: results[name] for name in names}
 
 
+def finished(path: Path, records: int) -> bool:
+    """Whether an appended JSONL output holds all its ``records`` (one per line): its job only reads it.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "x.jsonl"
+    >>> finished(f, 2), f.write_text('{}\\n{}\\n') and finished(f, 2), finished(f, 3)
+    (False, True, False)
+    """
+    if not path.exists():
+        return False
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh) == records
+
+
 def _timed(fn, args, kwargs) -> tuple[Any, float]:
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)

@@ -36,7 +36,7 @@ import yaml
 from prmkit.annotate import AnnotateConfig, annotate
 from prmkit.config import check_stages, stage_config
 from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores, write_jsonl
-from prmkit.jobs import Job, Timer
+from prmkit.jobs import Job, Timer, finished
 from prmkit.policy.sft import SFTConfig, train_sft
 from prmkit.reward.model import META_FILE
 from prmkit.reward.train import RewardConfig
@@ -376,7 +376,8 @@ def verifier_jobs(recipe: DemoRecipe, generator: Path, train: list[Problem], run
     if not keys:
         return []
     args = (recipe, generator, train, run_dir)
-    jobs = [Job("sample_train", sample_with, _pool_args(*args))]
+    pool = _pool_args(*args)
+    jobs = [Job("sample_train", sample_with, pool, done=finished(pool[3], len(pool[1]) * pool[2].n))]
     if _needs_labels(demo):
         jobs.append(Job("annotate", annotate_pool, args, after=("sample_train",)))
     for key in keys:
@@ -393,22 +394,26 @@ def verifier_jobs(recipe: DemoRecipe, generator: Path, train: list[Problem], run
     return jobs
 
 
-def verifier_summary(
-    recipe: DemoRecipe, generator: Path, results: dict[str, Any]
-) -> tuple[dict[str, Path | str], dict[str, Any]]:
-    """(report name -> what ``load_reward_model`` loads, summary of the pool, labels and data sizes). The
-    likelihood needs no pool: ``likelihood:GENERATOR``."""
+def verifier_models(recipe: DemoRecipe, generator: Path, run_dir: Path) -> dict[str, Path | str]:
+    """Report name -> what ``load_reward_model`` loads, for every verifier of the recipe (the trained ones
+    once ``verifier_jobs`` ran); the likelihood needs no training: ``likelihood:GENERATOR``."""
     from prmkit.reward import LIKELIHOOD_PREFIX
 
+    models: dict[str, Path | str] = {}
+    for key in ("prm", "orm", "value", "likelihood"):  # the report's order
+        if key in recipe.demo.verifiers:
+            models[VERIFIERS[key]] = (
+                f"{LIKELIHOOD_PREFIX}{generator}" if key == "likelihood" else run_dir / key
+            )
+    return models
+
+
+def verifier_summary(recipe: DemoRecipe, results: dict[str, Any]) -> dict[str, Any]:
+    """The pool, the labels and each verifier's number of training solutions, from the jobs' results."""
     demo = recipe.demo
-    models: dict[str, Path | str] = {
-        VERIFIERS[k]: results[f"train_{k}"] for k in ("prm", "orm", "value") if f"train_{k}" in results
-    }
-    if "likelihood" in demo.verifiers:
-        models["likelihood"] = f"{LIKELIHOOD_PREFIX}{generator}"
     if "sample_train" not in results:
-        return models, {}
-    pool = results["sample_train"]
+        return {}
+    pool = sorted(results["sample_train"], key=lambda s: s.sample_id)
     labels = results.get("annotate", [])
     info: dict[str, Any] = {"pool": accuracy_summary(pool, ks=())}
     if "annotate" in results:
@@ -425,7 +430,7 @@ def verifier_summary(
             info[f"{key}_solutions"] = len(verifier_data(key, demo, pool, labels))
     if "value" in demo.verifiers:
         info["value_solutions"] = len(pool)
-    return models, info
+    return info
 
 
 def audit_annotation(
@@ -453,40 +458,59 @@ def sample_jobs(
     name: str, problems: list[Problem], n: int, generator: Path, recipe: DemoRecipe, run_dir: Path
 ) -> list[Job]:
     """A report split's samples: ``n`` per problem, and the greedy ones unless ``demo.greedy`` is off."""
+    out = run_dir / f"samples_{name}.jsonl"
+    cfg = replace(recipe.sample, n=n)
     jobs = [
         Job(
             f"sample_{name}",
             sample_with,
-            (generator, problems, replace(recipe.sample, n=n), run_dir / f"samples_{name}.jsonl"),
+            (generator, problems, cfg, out),
+            done=finished(out, len(problems) * n),
         )
     ]
     if recipe.demo.greedy:
-        jobs.append(
-            Job(
-                f"sample_{name}_greedy",
-                greedy_accuracy,
-                (generator, problems, recipe.sample, run_dir / f"samples_{name}_greedy.jsonl"),
-            )  # fmt: skip
-        )
+        out = run_dir / f"samples_{name}_greedy.jsonl"
+        args = (generator, problems, recipe.sample, out)
+        jobs.append(Job(f"sample_{name}_greedy", greedy_accuracy, args, done=finished(out, len(problems))))
     return jobs
 
 
-def score_jobs(
-    name: str, problems: list[Problem], sols: list[Solution], models: dict[str, Path | str], recipe: DemoRecipe,
-    run_dir: Path,
-) -> list[Job]:  # fmt: skip
-    """Every verifier's scores of a split's samples, one job each."""
+def score_samples(
+    model: Path | str, verifier: str, name: str, problems: list[Problem], run_dir: Path, batch_size: int
+):  # fmt: skip
+    """A verifier's scores of a split's samples into ``scores_{name}_{verifier}.jsonl``, the samples read
+    back from ``samples_{name}.jsonl`` (a job)."""
     from prmkit.reward import score_solutions
 
-    by_id = index_problems(problems)
-    return [
-        Job(
-            f"score_{name}_{v.lower()}",
-            score_solutions,
-            (path, sols, by_id, run_dir / f"scores_{name}_{v.lower()}.jsonl", recipe.demo.score_batch_size),
-        )  # fmt: skip
-        for v, path in models.items()
-    ]
+    wanted = {p.id for p in problems}
+    sols = [s for s in read_jsonl(run_dir / f"samples_{name}.jsonl", Solution) if s.problem_id in wanted]
+    out = run_dir / f"scores_{name}_{verifier.lower()}.jsonl"
+    return score_solutions(model, sols, index_problems(problems), out, batch_size)
+
+
+def score_jobs(
+    name: str,
+    problems: list[Problem],
+    n: int,
+    models: dict[str, Path | str],
+    recipe: DemoRecipe,
+    run_dir: Path,
+) -> list[Job]:
+    """Every verifier's scores of a split's samples, one job each, after the samples and the verifier."""
+    jobs = []
+    for v, model in models.items():
+        out = run_dir / f"scores_{name}_{v.lower()}.jsonl"
+        trained = () if v == "likelihood" else (f"train_{v.lower()}",)
+        jobs.append(
+            Job(
+                f"score_{name}_{v.lower()}",
+                score_samples,
+                (model, v, name, problems, run_dir, recipe.demo.score_batch_size),
+                after=(f"sample_{name}", *trained),
+                done=finished(out, len(problems) * n),
+            )
+        )
+    return jobs
 
 
 def evaluate_split(
@@ -547,7 +571,7 @@ def search_job(
     cfg = recipe.search
     return Job(
         "search", search_prm, (generator, prm_path, test[: cfg.compare_problems], cfg, run_dir / "search", png),
-        done=png.exists(),
+        after=("train_prm",), done=png.exists(),
     )  # fmt: skip
 
 
@@ -581,8 +605,8 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
 
 
 def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
-    """The stages in four rounds, each round's independent jobs side by side on ``demo.workers``
-    processes: SFT; the pools, annotation and verifiers; the scores; RL and search."""
+    """SFT, then every other stage as one group of jobs, each started on one of ``demo.workers`` processes
+    once the jobs it reads from have finished; then the report."""
     from prmkit.evaluate.report import render_report
     from prmkit.rl.compare import rl_jobs, rl_summary
 
@@ -595,45 +619,48 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
     generator = timer.run(
         "sft", train_sft, recipe.sft, splits["train"], gen_dir, done=(gen_dir / "config.json").exists()
     )
-    train = splits["train"]
+    train, test = splits["train"], splits["test"]
     evaluated = {
         name: (probs, recipe.sample.n if name == "test" else demo.ood_samples)
         for name, probs in splits.items()
         if name not in ("train", "held_out")
     }
+    models = verifier_models(recipe, generator, run_dir)
     trainers = verifier_jobs(recipe, generator, train, run_dir)
-    samplers = [
+    audit = bool(oracle and demo.audit_solutions and trainers)  # the audit annotates pool solutions
+    # in the order a free worker takes them: the train pool first (most jobs wait for it), then the
+    # test pools, the verifiers, search (the longest job after them), the scores and the RL runs
+    jobs = trainers[:1]
+    jobs += [
         j
         for name, (probs, n) in evaluated.items()
         for j in sample_jobs(name, probs, n, generator, recipe, run_dir)
     ]
-    audit = bool(oracle and demo.audit_solutions and trainers)  # the audit annotates pool solutions
-    jobs = trainers[:1] + samplers + trainers[1:]  # the train pool first: most jobs wait for it
+    jobs += trainers[1:]
     if audit:
-        jobs.append(
-            Job(
-                "annotate_audit",
-                audit_annotation,
-                (recipe, generator, train, run_dir),
-                after=("sample_train",),
-            )
-        )
-    first = timer.run_all(jobs)
-    models, info = verifier_summary(recipe, generator, first)
-    timer.run_all(
-        [
-            j
-            for name, (probs, _) in evaluated.items()
-            for j in score_jobs(name, probs, first[f"sample_{name}"], models, recipe, run_dir)
-        ]
-    )
+        args = (recipe, generator, train, run_dir)
+        jobs.append(Job("annotate_audit", audit_annotation, args, after=("sample_train",)))
+    if recipe.search.compare_problems and "PRM" in models:
+        jobs.append(search_job(recipe, generator, models["PRM"], test, run_dir))
+    jobs += [
+        j
+        for name, (probs, n) in evaluated.items()
+        for j in score_jobs(name, probs, n, models, recipe, run_dir)
+    ]
+    if recipe.rl.methods:
+        jobs += rl_jobs(
+            recipe.rl, recipe.ppo, recipe.rft, generator, train, test, splits["held_out"], models, recipe.sample,
+            run_dir, grpo=recipe.grpo, prm_aggregation=demo.prm_aggregation,
+            trained_by={v: f"train_{v.lower()}" for v in models if v != "likelihood"},
+        )  # fmt: skip
+    done = timer.run_all(jobs)
     results = {
         name: evaluate_split(
             name,
             probs,
             n,
-            first[f"sample_{name}"],
-            first.get(f"sample_{name}_greedy"),
+            done[f"sample_{name}"],
+            done.get(f"sample_{name}_greedy"),
             models,
             recipe,
             run_dir,
@@ -642,29 +669,20 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         )  # fmt: skip
         for name, (probs, n) in evaluated.items()
     }
-    jobs = []  # search first: the longest job, so the two workers end together
-    if recipe.search.compare_problems and "PRM" in models:
-        jobs.append(search_job(recipe, generator, models["PRM"], splits["test"], run_dir))
-    if recipe.rl.methods:
-        jobs += rl_jobs(
-            recipe.rl, recipe.ppo, recipe.rft, generator, train, splits["test"], splits["held_out"], models,
-            recipe.sample, run_dir, grpo=recipe.grpo, prm_aggregation=demo.prm_aggregation,
-        )  # fmt: skip
-    last = timer.run_all(jobs)
     report = {
         "run_dir": str(run_dir),
         "recipe": recipe.to_dict(),
-        "verifiers": info,
-        "annotation_audit": audit_report(recipe, first["annotate_audit"], train, run_dir) if audit else None,
+        "verifiers": verifier_summary(recipe, done),
+        "annotation_audit": audit_report(recipe, done["annotate_audit"], train, run_dir) if audit else None,
         "splits": results,
         "rl": None,
-        "search": last.get("search"),
+        "search": done.get("search"),
         "timings": timer.times,
         "wall_seconds": timer.wall,
     }
     if recipe.rl.methods:
         report["rl"] = rl_summary(
-            recipe.rl, last, generator, splits["test"], recipe.sample, run_dir,
+            recipe.rl, done, generator, test, recipe.sample, run_dir,
             sft_greedy=results["test"].get("greedy_accuracy"),
         )  # fmt: skip
     atomic_write_json(run_dir / "report.json", report)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.evaluate.stats import spread
-from prmkit.jobs import Job, Timer
+from prmkit.jobs import Job, Timer, finished
 from prmkit.rl.grpo import GRPOConfig, train_grpo
 from prmkit.rl.ppo import PPOConfig, train_ppo
 from prmkit.rl.rft import RFTConfig, train_rft
@@ -96,9 +96,12 @@ def rl_jobs(
     run_dir: Path,
     grpo: GRPOConfig | None = None,
     prm_aggregation: str = "min",
+    trained_by: dict[str, str] | None = None,
 ) -> list[Job]:
     """One job per method and seed, ``rl_{method}-seed{k}`` (training and the greedy evaluation), and RL +
-    verification after the first process-PPO run; ``rl_summary`` reads their results."""
+    verification after the first process-PPO run; ``rl_summary`` reads their results. ``trained_by``:
+    verifier (``PRM``, ``ORM``) -> the job that trains it, which a run with its reward waits for."""
+    trained_by = trained_by or {}
     out = run_dir / "rl"
     jobs = []
     for method in cfg.methods:
@@ -115,10 +118,17 @@ def rl_jobs(
                     seed=base.seed + seed,
                 )  # fmt: skip
             args = (method, seed, run, generator, train, test, held_out, sample, out)
-            jobs.append(Job(f"rl_{method}-seed{seed}", rl_run, args))
+            name = f"{method}-seed{seed}"
+            done = (out / name / "config.json").exists() and finished(
+                out / f"samples_test_greedy_{name}.jsonl", len(test)
+            )
+            after = (trained_by[verifier],) if verifier in trained_by else ()
+            jobs.append(Job(f"rl_{name}", rl_run, args, after=after, done=done))
     if cfg.bon_samples and "process" in cfg.methods and "PRM" in models:
         args = (cfg, out / "process-seed0", test, models["PRM"], sample, out, prm_aggregation)
-        jobs.append(Job("rl_verification", rl_verification, args, after=("rl_process-seed0",)))
+        done = finished(out / "scores_test_process-seed0_prm.jsonl", len(test) * cfg.bon_samples)
+        after = ("rl_process-seed0", *([trained_by["PRM"]] if "PRM" in trained_by else []))
+        jobs.append(Job("rl_verification", rl_verification, args, after=after, done=done))
     return jobs
 
 
