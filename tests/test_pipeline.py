@@ -272,3 +272,28 @@ def test_the_demo_gives_the_same_numbers_on_two_workers(tmp_path):
     assert "worker processes" in (tmp_path / "two" / "report.md").read_text()
     again = run_demo(load_recipe(ROOT / "recipes/world-quick.yaml", sets), tmp_path / "two")  # resumed on one
     assert _numbers(again) == _numbers(two)
+
+
+def test_only_the_labelled_verifiers_wait_for_the_annotation(monkeypatch, tmp_path):
+    """The ORM on the graded pool runs beside the annotation, so its job must not annotate as well (two
+    processes would append to one labels file); the PRM and an ORM on the labels wait for it."""
+    import prmkit.pipeline as pl
+    import prmkit.reward.train as rt
+
+    recipe = DemoRecipe.from_dict({})
+    monkeypatch.setattr(pl, "_pool", lambda *a: [])
+    monkeypatch.setattr(pl, "annotate_pool", lambda *a: pytest.fail("the ORM's job annotated"))
+    monkeypatch.setattr(rt, "train_reward", lambda cfg, data, by_id, out, default_init=None: out)
+    assert pl.train_verifier("orm", recipe, tmp_path / "gen", [], tmp_path) == tmp_path / "orm"
+    jobs = {j.name: j.after for j in pl.verifier_jobs(recipe, tmp_path / "gen", [], tmp_path)}
+    assert jobs == {
+        "sample_train": (),
+        "annotate": ("sample_train",),
+        "train_prm": ("annotate",),
+        "train_value": ("sample_train",),
+        "train_orm": ("sample_train",),
+    }
+    on_labels = DemoRecipe.from_dict({"demo": {"orm_data": "labels"}})
+    assert {j.name: j.after for j in pl.verifier_jobs(on_labels, tmp_path, [], tmp_path)}["train_orm"] == (
+        "annotate",
+    )

@@ -13,9 +13,10 @@ of two configurations, with exceptions that mix nothing: RL methods appended to 
 appended to ``demo.verifiers``, and stages or fields the saved recipe predates (at their defaults),
 which leave every finished output valid and only add runs (and ``demo.workers``, which changes no output).
 
-Stages after SFT are jobs (``jobs.py``): with ``demo.workers: 2`` the verifiers train while the test
-pools are sampled, the verifiers score side by side, and the RL runs and search share the two
-processes; every number is the one a single process gives.
+Every stage after SFT is a job (``jobs.py``) that waits only for the jobs whose files it reads: with
+``demo.workers: 2`` the verifiers train while the test pools are sampled, and the scores, search and
+the RL runs share the two processes as their verifiers become ready; every number is the one a single
+process gives.
 
 The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
 pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
@@ -333,8 +334,13 @@ def annotate_pool(
     )
 
 
+def _labelled(key: str, demo: DemoConfig) -> bool:
+    """Whether verifier ``key`` trains on the annotated labels (so its job waits for the annotation)."""
+    return key == "prm" or (key == "orm" and demo.orm_data == "labels")
+
+
 def _needs_labels(demo: DemoConfig) -> bool:
-    return "prm" in demo.verifiers or demo.orm_data == "labels"
+    return any(_labelled(k, demo) for k in demo.verifiers)
 
 
 def verifier_data(
@@ -360,7 +366,7 @@ def train_verifier(
     pool = _pool(recipe, generator, train, run_dir)
     if key == "value":
         return train_value(recipe.value, pool, by_id, run_dir / key, default_init=str(generator))
-    labels = annotate_pool(recipe, generator, train, run_dir) if _needs_labels(recipe.demo) else []
+    labels = annotate_pool(recipe, generator, train, run_dir) if _labelled(key, recipe.demo) else []
     data = verifier_data(key, recipe.demo, pool, labels)
     return train_reward(getattr(recipe, key), data, by_id, run_dir / key, default_init=str(generator))
 
@@ -381,16 +387,9 @@ def verifier_jobs(recipe: DemoRecipe, generator: Path, train: list[Problem], run
     if _needs_labels(demo):
         jobs.append(Job("annotate", annotate_pool, args, after=("sample_train",)))
     for key in keys:
-        labelled = key == "prm" or (key == "orm" and demo.orm_data == "labels")
-        jobs.append(
-            Job(
-                f"train_{key}",
-                train_verifier,
-                (key, *args),
-                after=("annotate",) if labelled else ("sample_train",),
-                done=_trained(key, run_dir),
-            )  # fmt: skip
-        )
+        after = ("annotate",) if _labelled(key, demo) else ("sample_train",)
+        done = _trained(key, run_dir)
+        jobs.append(Job(f"train_{key}", train_verifier, (key, *args), after=after, done=done))
     return jobs
 
 
