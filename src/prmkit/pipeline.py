@@ -588,7 +588,9 @@ def reseed(recipe_dict: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) the demo in ``run_dir`` on ``demo.torch_threads`` threads; returns the report."""
+    """Run (or resume) the demo in ``run_dir`` on ``demo.torch_threads`` threads; returns the report. With
+    ``demo.workers`` > 1 a script that calls it needs the ``if __name__ == "__main__":`` guard that
+    spawned processes need (each worker imports the main module)."""
     import torch
 
     recipe = DemoRecipe.from_dict(recipe_dict)
