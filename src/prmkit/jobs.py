@@ -94,7 +94,7 @@ class Timer:
         if self.workers <= 1 or len(todo) <= 1:
             return {j.name: self.run(j.name, j.fn, *j.args, done=j.done, **j.kwargs) for j in jobs}
         results: dict[str, Any] = {}
-        finished = {j.name for j in jobs if j.done}
+        over = {j.name for j in jobs if j.done}  # the jobs whose outputs the others may read
         t0 = time.perf_counter()
         with ProcessPoolExecutor(
             min(self.workers, len(todo)), mp_context=get_context("spawn"), initializer=_start_worker,
@@ -102,7 +102,7 @@ class Timer:
         ) as pool:  # fmt: skip
             running: dict[Any, Job] = {}
             while todo or running:
-                for job in [j for j in todo if finished.issuperset(j.after)]:
+                for job in [j for j in todo if over.issuperset(j.after)]:
                     if len(running) == self.workers:
                         break
                     running[pool.submit(_timed, job.fn, job.args, job.kwargs)] = job
@@ -113,7 +113,7 @@ class Timer:
                     if fut.exception() is not None:
                         raise fut.exception()  # the pool's exit lets the running jobs finish
                     results[job.name], seconds = fut.result()
-                    finished.add(job.name)
+                    over.add(job.name)
                     self._add(job.name, seconds, 0.0)
         self._add(None, 0.0, time.perf_counter() - t0)
         for job in jobs:
