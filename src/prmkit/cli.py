@@ -877,7 +877,7 @@ def demo(
     -> sample the test pool -> score -> best-of-N curves -> RL (RFT, outcome and process PPO) -> report.md,
     report.json and plots. Resumable: finished stages are skipped.
 
-    The default recipe is the synthetic world (recipes/world.yaml, ~24 min on a quiet 2-core CPU, two workers);
+    The default recipe is the synthetic world (recipes/world.yaml, 16-24 min on a quiet 2-core CPU, two workers);
     recipes/world-quick.yaml is a one-minute smoke run, recipes/gsm8k.yaml the real-data version for a GPU.
     """
     from prmkit.config import load_recipe
