@@ -46,7 +46,14 @@ from prmkit.rl.compare import RLConfig
 from prmkit.rl.grpo import GRPOConfig
 from prmkit.rl.ppo import PPOConfig
 from prmkit.rl.rft import RFTConfig
-from prmkit.sample import SampleConfig, accuracy_summary, build_policy, greedy_accuracy, sample_problems
+from prmkit.sample import (
+    SampleConfig,
+    accuracy_summary,
+    build_policy,
+    greedy_accuracy,
+    read_samples,
+    sample_problems,
+)
 from prmkit.search import SearchConfig
 from prmkit.types import Problem, Solution, StepLabels, index_problems
 from prmkit.world import SPLITS, WorldConfig, make_world
@@ -298,8 +305,7 @@ def stage_problems(recipe: DemoRecipe, run_dir: Path, timer: Timer) -> dict[str,
 def sample_with(
     generator: Path | str, problems: list[Problem], cfg: SampleConfig, out: Path
 ) -> list[Solution]:
-    """``sample_problems`` with the generator loaded here, as a job needs (it is sent paths, not models).
-    On a finished file it only reads the samples back, which is how a job gets an earlier job's pool."""
+    """``sample_problems`` with the generator loaded here, as a job needs (it is sent paths, not models)."""
     return sample_problems(build_policy(str(generator), cfg), problems, cfg, out)
 
 
@@ -313,9 +319,10 @@ def _pool_args(recipe: DemoRecipe, generator: Path, train: list[Problem], run_di
 
 
 def _pool(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path) -> list[Solution]:
-    """The train pool, first sample of every problem first: annotation takes many problems before many
-    samples of one."""
-    return sorted(sample_with(*_pool_args(recipe, generator, train, run_dir)), key=lambda s: s.sample_id)
+    """The train pool, read back from its finished file, first sample of every problem first: annotation
+    takes many problems before many samples of one."""
+    _, problems, _, out = _pool_args(recipe, generator, train, run_dir)
+    return sorted(read_samples(out, problems), key=lambda s: s.sample_id)
 
 
 def annotate_pool(
@@ -474,16 +481,15 @@ def sample_jobs(
     return jobs
 
 
-def score_samples(
-    model: Path | str, verifier: str, name: str, problems: list[Problem], run_dir: Path, batch_size: int
-):  # fmt: skip
-    """A verifier's scores of a split's samples into ``scores_{name}_{verifier}.jsonl``, the samples read
-    back from ``samples_{name}.jsonl`` (a job)."""
+def _scores_path(run_dir: Path, split: str, verifier: str) -> Path:
+    return run_dir / f"scores_{split}_{verifier.lower()}.jsonl"
+
+
+def score_samples(model: Path | str, samples: Path, problems: list[Problem], out: Path, batch_size: int):
+    """A verifier's scores of a split's samples, read back from their finished file, into ``out`` (a job)."""
     from prmkit.reward import score_solutions
 
-    wanted = {p.id for p in problems}
-    sols = [s for s in read_jsonl(run_dir / f"samples_{name}.jsonl", Solution) if s.problem_id in wanted]
-    out = run_dir / f"scores_{name}_{verifier.lower()}.jsonl"
+    sols = read_samples(samples, problems)
     return score_solutions(model, sols, index_problems(problems), out, batch_size)
 
 
@@ -492,20 +498,22 @@ def score_jobs(
     problems: list[Problem],
     n: int,
     models: dict[str, Path | str],
+    trained_by: dict[str, str],
     recipe: DemoRecipe,
     run_dir: Path,
 ) -> list[Job]:
-    """Every verifier's scores of a split's samples, one job each, after the samples and the verifier."""
+    """Every verifier's scores of a split's samples, one job each, after the samples and the job that
+    trains the verifier (``trained_by``; the likelihood has none)."""
     jobs = []
     for v, model in models.items():
-        out = run_dir / f"scores_{name}_{v.lower()}.jsonl"
-        trained = () if v == "likelihood" else (f"train_{v.lower()}",)
+        out = _scores_path(run_dir, name, v)
+        samples = run_dir / f"samples_{name}.jsonl"
         jobs.append(
             Job(
                 f"score_{name}_{v.lower()}",
                 score_samples,
-                (model, v, name, problems, run_dir, recipe.demo.score_batch_size),
-                after=(f"sample_{name}", *trained),
+                (model, samples, problems, out, recipe.demo.score_batch_size),
+                after=(f"sample_{name}", *([trained_by[v]] if v in trained_by else [])),
                 done=finished(out, len(problems) * n),
             )
         )
@@ -535,7 +543,7 @@ def evaluate_split(
         mean_tokens=sum(s.meta.get("n_tokens", 0) for s in sols) / max(1, len(sols)),
     )
     by_id = index_problems(problems)
-    scores = {v: read_scores(run_dir / f"scores_{name}_{v.lower()}.jsonl") for v in models}
+    scores = {v: read_scores(_scores_path(run_dir, name, v)) for v in models}
     rows, table = timer.run(
         f"bon_{name}", bon_report, sols, by_id, scores, demo.aggregations(scores), demo.groups
     )
@@ -561,8 +569,9 @@ def search_prm(
 
 
 def search_job(
-    recipe: DemoRecipe, generator: Path, prm_path: Path | str, test: list[Problem], run_dir: Path
-) -> Job:
+    recipe: DemoRecipe, generator: Path, prm_path: Path | str, test: list[Problem], run_dir: Path,
+    after: tuple[str, ...] = (),
+) -> Job:  # fmt: skip
     """PRM-guided search on the first ``search.compare_problems`` test problems: every strategy, budget
     and seed into ``search/``, compared at equal sampled tokens (``search.png``). On seeds of its own, so
     the numbers before it are the same with or without it."""
@@ -570,7 +579,7 @@ def search_job(
     cfg = recipe.search
     return Job(
         "search", search_prm, (generator, prm_path, test[: cfg.compare_problems], cfg, run_dir / "search", png),
-        after=("train_prm",), done=png.exists(),
+        after=after, done=png.exists(),
     )  # fmt: skip
 
 
@@ -627,6 +636,7 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         if name not in ("train", "held_out")
     }
     models = verifier_models(recipe, generator, run_dir)
+    trained_by = {v: f"train_{v.lower()}" for v in models if v != "likelihood"}  # verifier -> its job
     trainers = verifier_jobs(recipe, generator, train, run_dir)
     audit = bool(oracle and demo.audit_solutions and trainers)  # the audit annotates pool solutions
     # in the order a free worker takes them: the train pool first (most jobs wait for it), then the
@@ -642,17 +652,17 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         args = (recipe, generator, train, run_dir)
         jobs.append(Job("annotate_audit", audit_annotation, args, after=("sample_train",)))
     if recipe.search.compare_problems and "PRM" in models:
-        jobs.append(search_job(recipe, generator, models["PRM"], test, run_dir))
+        jobs.append(search_job(recipe, generator, models["PRM"], test, run_dir, after=(trained_by["PRM"],)))
     jobs += [
         j
         for name, (probs, n) in evaluated.items()
-        for j in score_jobs(name, probs, n, models, recipe, run_dir)
+        for j in score_jobs(name, probs, n, models, trained_by, recipe, run_dir)
     ]
     if recipe.rl.methods:
         jobs += rl_jobs(
             recipe.rl, recipe.ppo, recipe.rft, generator, train, test, splits["held_out"], models, recipe.sample,
             run_dir, grpo=recipe.grpo, prm_aggregation=demo.prm_aggregation,
-            trained_by={v: f"train_{v.lower()}" for v in models if v != "likelihood"},
+            trained_by=trained_by,
         )  # fmt: skip
     done = timer.run_all(jobs)
     results = {

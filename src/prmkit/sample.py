@@ -136,8 +136,13 @@ def sample_problems(
                 bar.update(len(chunk) * cfg.n)
     if bar is not None:
         bar.close()
+    return read_samples(out_path, problems)
+
+
+def read_samples(path: str | Path, problems: list[Problem]) -> list[Solution]:
+    """The samples of ``problems`` in a samples file, in file order (what ``sample_problems`` returns)."""
     wanted = {p.id for p in problems}
-    return [s for s in read_jsonl(out_path, Solution) if s.problem_id in wanted]
+    return [s for s in read_jsonl(path, Solution) if s.problem_id in wanted]
 
 
 def greedy_accuracy(
