@@ -101,6 +101,8 @@ def test_config_validation():
         RewardConfig(eval_fraction=1.0)
     with pytest.raises(ValueError, match="prm.lm_coef"):
         RewardConfig(lm_coef=-1.0)
+    with pytest.raises(ValueError, match="prm.step_weight"):
+        RewardConfig(step_weight=1.5)
 
 
 def test_build_examples_positions_and_targets(world):
@@ -128,6 +130,25 @@ def test_build_examples_positions_and_targets(world):
     batch = collate_rewards([row, cut], tok.pad_token_id)
     assert batch["labels"][0, row["tag_positions"]].tolist() == [0.5] * n
     assert (batch["labels"] >= 0).sum().item() == n + 2
+    assert "weights" not in row and "weights" not in batch  # step_weight 1: the plain mean
+
+
+def test_step_weight_weighs_all_steps_but_the_last(world):
+    problems, tok = world
+    p = problems[0]
+    steps = split_steps(p.solution)
+    n = len(steps)
+    rec = StepLabels(p.id, 0, steps, [1] * (n - 1) + [0], [0.5] * n)
+    row = build_examples([rec], {p.id: p}, RewardConfig(step_weight=0.25), tok)[0]
+    assert row["weights"] == [0.25] * (n - 1) + [1.0]
+    batch = collate_rewards([row], tok.pad_token_id)
+    assert batch["weights"][0, row["tag_positions"]].tolist() == row["weights"]
+    assert batch["weights"].sum().item() == pytest.approx(0.25 * (n - 1) + 1)
+    # 0 keeps the last step only; a row whose last step was cut by max_length is then dropped
+    only_last = build_examples([rec], {p.id: p}, RewardConfig(step_weight=0.0), tok)[0]
+    assert only_last["weights"] == [0.0] * (n - 1) + [1.0]
+    cut = RewardConfig(step_weight=0.0, max_length=row["tag_positions"][1] + 1)
+    assert build_examples([rec], {p.id: p}, cut, tok) == []
 
 
 def test_soft_label_loss_hand_computed():
@@ -139,6 +160,14 @@ def test_soft_label_loss_hand_computed():
     assert soft_label_loss(logits, targets).item() == pytest.approx(expected, abs=1e-6)
     # a hard label is the special case p = 1
     assert soft_label_loss(logits, torch.tensor([[1.0, -100.0]])).item() == pytest.approx(-lp_good, abs=1e-6)
+    # weighted: (0.25 * nll(0.75 at [2, 0]) + 1 * nll(0 at [0, 0])) / 1.25, the padding's weight unread
+    both = torch.tensor([[0.75, 0.0]])
+    expected_w = (0.25 * expected + 1.0 * math.log(2.0)) / 1.25
+    got = soft_label_loss(logits, both, torch.tensor([[0.25, 1.0]])).item()
+    assert got == pytest.approx(expected_w, abs=1e-6)
+    assert soft_label_loss(logits, both, torch.ones(1, 2)).item() == pytest.approx(
+        soft_label_loss(logits, both).item()
+    )
 
 
 def test_one_pass_equals_prefix_by_prefix(world):
@@ -246,6 +275,17 @@ def test_lm_coef_zero_is_the_classification_loss_exactly(world):
     assert set(batch) == {"input_ids", "attention_mask", "labels", "lm_mask"}  # reward_loss copied it
     with pytest.raises(ValueError, match="lm_coef > 0 needs rows"):
         reward_loss(model, {k: v for k, v in batch.items() if k != "lm_mask"}, rm.label_ids, 1.0)
+    # step_weight: the batch's weights reach the classification loss, with and without the LM loss
+    cfg = RewardConfig(lm_coef=1.0, step_weight=0.5)
+    weighted = collate_rewards(
+        build_examples(_labels(problems, 4), {p.id: p for p in problems}, cfg, tok), tok.pad_token_id
+    )
+    with torch.no_grad():
+        want = soft_label_loss(full[..., rm.label_ids], weighted["labels"], weighted["weights"])
+        w0, _ = reward_loss(model, weighted, rm.label_ids, 0.0)
+        w1, _ = reward_loss(model, weighted, rm.label_ids, 0.5)
+    assert not torch.equal(want, old) and torch.equal(w0, want)
+    assert w1.item() == pytest.approx(want.item() + 0.5 * lm.item(), rel=1e-5)
 
 
 def test_lm_coef_keeps_the_language_model(world, tmp_path):

@@ -472,7 +472,8 @@ def train_prm(
     """Train a process reward model: P("+") at every step tag, against hard or soft labels.
 
     prm.label: hard (Math-Shepherd HE) or soft (SE, trained on the fractions); prm.first_error_only
-    supervises steps up to the first bad one (PRM800K).
+    supervises steps up to the first bad one (PRM800K); prm.step_weight < 1 weighs every step but the
+    last less in the loss (0: the last step only).
     """
     _train_reward("prm", labels, problems, source, split, init, out, recipe, set_, samples=samples)
 

@@ -9,6 +9,8 @@ log-softmaxes them and takes the cross-entropy against the soft target (p for "+
 Hard labels (Math-Shepherd HE, PRM800K) are the case p in {0, 1}; soft labels (SE) train on the
 fractions themselves. ``first_error_only`` supervises steps up to and including the first bad one
 (PRM800K's convention); an ORM gets one target, the solution's correctness, at its last tag.
+``step_weight`` < 1 weighs every supervised step but a solution's last one less in the (weighted) mean:
+1 is the papers' PRM, every step alike; 0 leaves only the last step, an ORM on the same records.
 
 ``lm_coef > 0`` adds Cobbe et al.'s auxiliary language-modelling loss on the solution's tokens, read
 from the same forward pass (the logits of the whole vocabulary are computed anyway)::
@@ -52,6 +54,7 @@ class RewardConfig:
     label: str = "hard"
     first_error_only: bool = False
     lm_coef: float = 0.0  # weight of the auxiliary LM loss on the solution tokens (Cobbe et al.); 0 = off
+    step_weight: float = 1.0  # loss weight of each step but the last, relative to the last step's; 1 = alike
     lr: float = 5e-4
     epochs: float = 1.0
     max_steps: int = -1  # overrides epochs when > 0
@@ -72,6 +75,8 @@ class RewardConfig:
             raise ValueError(f"{self.kind}.label: unknown {self.label!r}; valid: {', '.join(LABEL_TYPES)}")
         if not self.lm_coef >= 0:
             raise ValueError(f"{self.kind}.lm_coef must be >= 0, got {self.lm_coef}")
+        if not 0 <= self.step_weight <= 1:
+            raise ValueError(f"{self.kind}.step_weight must be in [0, 1], got {self.step_weight}")
         check_training(self, self.kind)
 
 
@@ -172,9 +177,10 @@ def build_examples(
     """Token rows with the supervised tag positions and their targets; skipped records are dropped.
 
     Each row: ``input_ids``, ``attention_mask``, ``tag_positions`` (indices of supervised tags),
-    ``targets`` (P(good) per listed tag), ``problem_id``, and with ``cfg.lm_coef > 0`` ``lm_mask``
-    (1 at the tokens the LM loss predicts: ``lm_targets``). Tags cut by ``max_length`` are dropped,
-    and a row left with no supervised tag is dropped too.
+    ``targets`` (P(good) per listed tag), ``problem_id``, with ``cfg.lm_coef > 0`` ``lm_mask``
+    (1 at the tokens the LM loss predicts: ``lm_targets``), and with ``cfg.step_weight < 1`` ``weights``
+    (1 at the solution's last step, ``step_weight`` at the others). Tags cut by ``max_length`` are
+    dropped, and a row left with no supervised tag is dropped too.
     """
     tag_id = tokenizer.convert_tokens_to_ids(tag)
     rows = []
@@ -189,17 +195,24 @@ def build_examples(
         except ValueError as e:
             raise ValueError(f"reward: {rec.problem_id}/{rec.sample_id}: {e}") from None
         ids = enc.ids[: cfg.max_length]
-        kept = [(t, y) for t, y in zip(enc.positions, targets, strict=True) if y is not None and t < len(ids)]
-        if kept:
+        last = len(targets) - 1
+        kept = [
+            (t, y, 1.0 if i == last else cfg.step_weight)
+            for i, (t, y) in enumerate(zip(enc.positions, targets, strict=True))
+            if y is not None and t < len(ids)
+        ]
+        if kept and any(w > 0 for _, _, w in kept):
             row = {
                 "input_ids": ids,
                 "attention_mask": [1] * len(ids),
-                "tag_positions": [t for t, _ in kept],
-                "targets": [y for _, y in kept],
+                "tag_positions": [t for t, _, _ in kept],
+                "targets": [y for _, y, _ in kept],
                 "problem_id": rec.problem_id,
             }
             if cfg.lm_coef > 0:
                 row["lm_mask"] = lm_targets(ids, enc.n_prompt, tag_id)
+            if cfg.step_weight < 1:
+                row["weights"] = [w for _, _, w in kept]
             rows.append(row)
     return rows
 
@@ -233,18 +246,25 @@ def lm_targets(ids: list[int], n_prompt: int, tag_id: int) -> list[int]:
     ]
 
 
-def soft_label_loss(logits, targets):
-    """Cross-entropy of (B, T, 2) "+"/"-" logits against targets (B, T) in [0, 1]; < 0 = unsupervised."""
+def soft_label_loss(logits, targets, weights=None):
+    """Cross-entropy of (B, T, 2) "+"/"-" logits against targets (B, T) in [0, 1]; < 0 = unsupervised.
+    With ``weights`` (B, T), the weighted mean over the supervised tags; without, the plain mean."""
     logp = logits.float().log_softmax(-1)  # (B, T, 2)
     mask = targets >= 0  # (B, T)
     p = targets[mask]  # (N,)
     nll = -(p * logp[mask][:, 0] + (1 - p) * logp[mask][:, 1])  # (N,)
-    return nll.mean() if nll.numel() else logits.sum() * 0.0
+    if not nll.numel():
+        return logits.sum() * 0.0
+    if weights is None:
+        return nll.mean()
+    w = weights[mask]  # (N,)
+    return (w * nll).sum() / w.sum().clamp_min(1e-8)
 
 
 def collate_rewards(features: list[dict[str, Any]], pad_id: int):
-    """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere; and, when
-    the rows have one (``lm_coef > 0``), the boolean ``lm_mask`` (B, T) of the LM loss's tokens."""
+    """Right-padded batch with float ``labels`` (B, T): the target at tags, -100 elsewhere; when the
+    rows have one (``lm_coef > 0``), the boolean ``lm_mask`` (B, T) of the LM loss's tokens; and when
+    they have them (``step_weight < 1``), the float ``weights`` (B, T) of the tags' losses."""
     import torch
 
     width = max(len(f["input_ids"]) for f in features)
@@ -262,6 +282,11 @@ def collate_rewards(features: list[dict[str, Any]], pad_id: int):
         for b, f in enumerate(features):
             lm[b, : len(f["lm_mask"])] = torch.tensor(f["lm_mask"], dtype=torch.bool)
         batch["lm_mask"] = lm
+    if "weights" in features[0]:
+        w = torch.zeros((len(features), width))
+        for b, f in enumerate(features):
+            w[b, f["tag_positions"]] = torch.tensor(f["weights"], dtype=torch.float)
+        batch["weights"] = w
     return batch
 
 
@@ -329,6 +354,7 @@ def train_reward(
             "label": cfg.label,
             "first_error_only": cfg.first_error_only,
             "lm_coef": cfg.lm_coef,
+            "step_weight": cfg.step_weight,
             "eval": metrics,
             "init": rm.source,
         }
@@ -339,20 +365,22 @@ def train_reward(
 
 def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):
     """(loss, label logits (B, T, 2)) of a batch from ``collate_rewards``, in one forward pass:
-    ``soft_label_loss`` at the tags, plus ``lm_coef`` times the LM loss at ``inputs["lm_mask"]``."""
+    ``soft_label_loss`` at the tags (weighted by ``inputs["weights"]`` when the batch has them), plus
+    ``lm_coef`` times the LM loss at ``inputs["lm_mask"]``."""
     from prmkit.training import next_token_loss
 
     inputs = dict(inputs)
     targets, lm_mask = inputs.pop("labels"), inputs.pop("lm_mask", None)  # (B, T), (B, T)
+    weights = inputs.pop("weights", None)  # (B, T) or None
     if lm_coef == 0:  # the classification loss alone: nothing else is computed
         logits = model(**inputs, use_cache=False).logits[..., label_ids]  # (B, T, 2)
-        return soft_label_loss(logits, targets), logits
+        return soft_label_loss(logits, targets, weights), logits
     if lm_mask is None:
         raise ValueError("reward: lm_coef > 0 needs rows built with it (build_examples adds lm_mask)")
     full = model(**inputs, use_cache=False).logits  # (B, T, V)
     logits = full[..., label_ids]  # (B, T, 2)
     lm = next_token_loss(full, inputs["input_ids"], lm_mask[:, 1:])
-    return soft_label_loss(logits, targets) + lm_coef * lm, logits
+    return soft_label_loss(logits, targets, weights) + lm_coef * lm, logits
 
 
 def make_trainer(label_ids: list[int], lm_coef: float = 0.0, **kw: Any):
