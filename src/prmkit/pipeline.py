@@ -464,7 +464,7 @@ def sample_jobs(
     name: str, problems: list[Problem], n: int, generator: Path, recipe: DemoRecipe, run_dir: Path
 ) -> list[Job]:
     """A report split's samples: ``n`` per problem, and the greedy ones unless ``demo.greedy`` is off."""
-    out = run_dir / f"samples_{name}.jsonl"
+    out = _samples_path(run_dir, name)
     cfg = replace(recipe.sample, n=n)
     jobs = [
         Job(
@@ -479,6 +479,10 @@ def sample_jobs(
         args = (generator, problems, recipe.sample, out)
         jobs.append(Job(f"sample_{name}_greedy", greedy_accuracy, args, done=finished(out, len(problems))))
     return jobs
+
+
+def _samples_path(run_dir: Path, split: str) -> Path:
+    return run_dir / f"samples_{split}.jsonl"
 
 
 def _scores_path(run_dir: Path, split: str, verifier: str) -> Path:
@@ -504,10 +508,9 @@ def score_jobs(
 ) -> list[Job]:
     """Every verifier's scores of a split's samples, one job each, after the samples and the job that
     trains the verifier (``trained_by``; the likelihood has none)."""
-    jobs = []
+    jobs, samples = [], _samples_path(run_dir, name)
     for v, model in models.items():
         out = _scores_path(run_dir, name, v)
-        samples = run_dir / f"samples_{name}.jsonl"
         jobs.append(
             Job(
                 f"score_{name}_{v.lower()}",
