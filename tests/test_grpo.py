@@ -3,6 +3,7 @@ the better sample of a group, resume after a kill, the RL comparison's GRPO meth
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from prmkit.cli import app
 from prmkit.evaluate.stats import spread
 from prmkit.rl import GRPOConfig, train_grpo
+from prmkit.rl import grpo as grpo_mod
 from prmkit.rl.compare import RLConfig, reward_of
 from prmkit.rl.grpo import _optimise, group_advantages, kl_k3
 from prmkit.rl.loop import ppo_policy_loss
@@ -80,6 +82,8 @@ def test_config_validation():
         GRPOConfig(reward="dense")
     with pytest.raises(ValueError, match="temperature"):
         GRPOConfig(reward="answer", temperature=0.0)
+    with pytest.raises(ValueError, match="grpo.max_draws must be >= 1, got 0"):
+        GRPOConfig(reward="answer", dynamic_sampling=True, max_draws=0)
 
 
 def test_rl_comparison_knows_the_grpo_methods():
@@ -202,13 +206,62 @@ def test_grpo_process_run_writes_ppos_metrics(world, tiny_model_dir, prm_dir, tm
     assert meta["method"] == "grpo" and meta["config"]["reward"] == "process" and meta["iterations"] == 2
 
 
+def test_dynamic_sampling_draws_until_the_batch_has_signal(world, tiny_model_dir, tmp_path, monkeypatch):
+    """DAPO's dynamic sampling: groups whose rewards are all equal stay out of the batch and the
+    iteration draws more problems, from the slots ``it * max_draws + d``; a batch still short after
+    ``max_draws`` draws is topped up with turned-down groups, so its size never changes."""
+    from prmkit.rl import rollout as rollout_mod
+
+    problems, tok = world
+    init = tiny_model_dir(tok)
+    real_sample, slots, batches = rollout_mod.sample_rollouts, [], []
+
+    def sample(sampler, tok, batch_problems, n, temperature, seed):
+        slots.append(seed)  # cfg.seed = 0: the sampling seed is the slot
+        return real_sample(sampler, tok, batch_problems, n, temperature, seed=seed)
+
+    def score(rollouts, by_id, *args):  # draw d: group g has signal iff (d + g) is even
+        d = len(slots) - 1
+        scores = [[float(d % 2 == 0 and i % 3 == 0)] if i < 3 else [float(d % 2 == 1 and i % 3 == 0)]
+                  for i in range(len(rollouts))]  # fmt: skip
+        return [[r.n_response - 1] for r in rollouts], scores, [False] * len(rollouts)
+
+    real_optimise = grpo_mod._optimise
+
+    def optimise(cfg, policy, ref, opt, sched, batch, positions, scores, it):
+        batches.append((len(batch["mask"]), scores))
+        return real_optimise(cfg, policy, ref, opt, sched, batch, positions, scores, it)
+
+    monkeypatch.setattr(rollout_mod, "sample_rollouts", sample)
+    monkeypatch.setattr(rollout_mod, "score_rollouts", score)
+    monkeypatch.setattr(grpo_mod, "_optimise", optimise)
+    cfg = _cfg(dynamic_sampling=True, max_draws=3, eval_problems=0)
+    out = train_grpo(cfg, init, problems[:8], tmp_path / "ds", progress=False)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert slots == [0, 1, 3, 4]  # two draws an iteration, from slots 0, 1 and 3, 4 of 3 per iteration
+    assert [(m["draws"], m["signal_groups"], m["zero_adv_groups"]) for m in metrics] == [(2, 0.5, 0.0)] * 2
+    assert [b[0] for b in batches] == [6, 6]  # 2 groups of 3, one from each draw
+    assert batches[0][1] == [[1.0], [0.0], [0.0], [1.0], [0.0], [0.0]]
+
+    # every group all-equal: 3 draws, then the batch is topped up with groups of no signal
+    monkeypatch.setattr(
+        rollout_mod, "score_rollouts", lambda r, *a: ([[0]] * len(r), [[0.0]] * len(r), [0] * len(r))
+    )
+    slots.clear()
+    batches.clear()
+    out = train_grpo(replace(cfg, iterations=1), init, problems[:8], tmp_path / "none", progress=False)
+    m = json.loads((out / "metrics.jsonl").read_text())
+    assert slots == [0, 1, 2] and batches[0][0] == 6
+    assert (m["draws"], m["signal_groups"], m["zero_adv_groups"]) == (3, 0.0, 1.0)
+
+
 # ---- the command line ----
 
 
 def test_rl_grpo_help():
     result = CliRunner().invoke(app, ["rl", "grpo", "--help"])
     assert result.exit_code == 0
-    for word in ("--problems", "--reward-model", "group", "k3", "metrics.jsonl"):
+    for word in ("--problems", "--reward-model", "group", "k3", "metrics.jsonl", "dynamic_sampling"):
         assert word in result.output
 
 

@@ -978,6 +978,8 @@ def rl_grpo(
     sample's reward minus the group mean, over the group std, on every token. --reward process (PRM): each
     step's score normalised over all steps of the group, a token's advantage the sum over the steps ending
     at or after it. Clipped as PPO, plus a k3 KL loss to the starting policy (grpo.kl_coef, paper 0.04).
+    --set grpo.dynamic_sampling=true (DAPO) keeps only groups whose rewards differ and draws more
+    problems, up to grpo.max_draws rounds an iteration, until the batch is full of them.
 
     Per-iteration reward, KL, entropy, clip fraction, the fraction of groups with equal rewards (no
     signal) and greedy accuracy go to OUT.checkpoints/metrics.jsonl (PPO's format, copied into OUT); a

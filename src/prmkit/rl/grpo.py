@@ -16,7 +16,12 @@ surrogate plus the KL to the frozen starting policy as a loss term with the k3 e
 ``kl_coef * (pi_ref / pi - log(pi_ref / pi) - 1)`` (unbiased, always >= 0; paper beta = 0.04).
 
 A group whose rewards are all equal (all right or all wrong under ``answer``) carries no signal: its
-advantages are exactly 0 and the fraction of such groups is logged (``zero_adv_groups``). A sample
+advantages are exactly 0 and the fraction of such groups is logged (``zero_adv_groups``). With
+``dynamic_sampling`` (DAPO, Yu et al. 2025) such groups are left out of the batch and more problems are
+drawn, up to ``max_draws`` rounds of ``problems_per_iteration`` an iteration, until the batch has
+``problems_per_iteration`` groups with signal (``loop.train_loop``; ``draws`` and ``signal_groups``,
+the fraction of drawn groups with signal, are logged). A batch still short after the last round is
+topped up with the turned-down groups, which add only the KL term, so every batch has one size. A sample
 with no step at all counts as one wrong step, reward 0 at its last token (``rollout``).
 
 Departures and choices. The std is the sample std (Bessel), as TRL and verl compute it; ``eps`` is
@@ -50,6 +55,8 @@ class GRPOConfig(RolloutConfig):
     samples_per_problem: int = 4
     eps: float = 1e-6  # added to the group std
     epochs: int = 2
+    dynamic_sampling: bool = False  # DAPO: only groups whose rewards differ go into the batch
+    max_draws: int = 4  # dynamic sampling: rounds of problems_per_iteration problems an iteration may draw
 
     def __post_init__(self):
         self.check("grpo")
@@ -57,6 +64,28 @@ class GRPOConfig(RolloutConfig):
             raise ValueError("grpo.samples_per_problem: a group needs at least 2 samples")
         if self.eps <= 0 or self.epochs < 1:
             raise ValueError("grpo: eps must be > 0, epochs >= 1")
+        if self.max_draws < 1:
+            raise ValueError(f"grpo.max_draws must be >= 1, got {self.max_draws}")
+
+
+def group_rewards(scores: list[list[float]], process: bool) -> torch.Tensor:
+    """The rewards a group's advantages normalise: every step score (process), or each sample's sum."""
+    if process:
+        return torch.tensor([s for row in scores for s in row], dtype=torch.float64)
+    return torch.tensor([sum(row) for row in scores], dtype=torch.float64)
+
+
+def has_signal(scores: list[list[float]], process: bool) -> bool:
+    """Whether a group's rewards differ, so its advantages are not all 0 (DAPO's dynamic sampling keeps
+    only such groups).
+
+    >>> has_signal([[1.0], [1.0]], process=False), has_signal([[0.5, 0.5], [1.0]], process=False)
+    (False, False)
+    >>> has_signal([[0.5, 0.5], [1.0]], process=True)
+    True
+    """
+    rewards = group_rewards(scores, process)
+    return bool(rewards.max() != rewards.min())  # exactly equal, not rounding noise / eps
 
 
 def group_advantages(
@@ -90,13 +119,10 @@ def group_advantages(
     zero = 0
     for g in range(0, B, group_size):
         rows = range(g, g + group_size)
-        if process:
-            rewards = torch.tensor([s for i in rows for s in scores[i]], dtype=torch.float64)
-        else:
-            rewards = torch.tensor([sum(scores[i]) for i in rows], dtype=torch.float64)
-        if bool(rewards.max() == rewards.min()):  # no signal; exactly 0, not rounding noise / eps
+        if not has_signal(scores[g : g + group_size], process):
             zero += 1
             continue
+        rewards = group_rewards(scores[g : g + group_size], process)
         norm = ((rewards - rewards.mean()) / (rewards.std() + eps)).tolist()
         k = 0
         for i in rows:
@@ -144,9 +170,12 @@ def train_grpo(
     def optimise(policy, ref, opt, sched, batch, positions, scores, it):
         return _optimise(cfg, policy, ref, opt, sched, batch, positions, scores, it)
 
+    process = cfg.reward == "process"
+    keep = (lambda scores: has_signal(scores, process)) if cfg.dynamic_sampling else None
     return train_loop(
-        "grpo", cfg, policy_dir, problems, out_dir, setup, optimise, cfg.epochs, eval_problems, progress
-    )
+        "grpo", cfg, policy_dir, problems, out_dir, setup, optimise, cfg.epochs, eval_problems, progress,
+        keep=keep, max_draws=cfg.max_draws,
+    )  # fmt: skip
 
 
 def _optimise(cfg: GRPOConfig, policy, ref, opt, sched, batch, positions, scores, it: int) -> dict:

@@ -218,10 +218,18 @@ def train_loop(
     epochs: int,
     eval_problems: list[Problem] | None = None,
     progress: bool = True,
+    keep: Callable[[list[list[float]]], bool] | None = None,
+    max_draws: int = 1,
 ) -> Path:
     """Train the policy in ``policy_dir`` on ``problems`` with ``method``; see the module docstring.
 
     ``epochs`` passes over each iteration's rollouts in minibatches size the learning-rate schedule.
+    ``keep``, given a group's reward scores, says whether the group goes into the batch (dynamic
+    sampling, DAPO): an iteration then draws ``problems_per_iteration`` more problems, up to
+    ``max_draws`` times, until that many groups are kept, and tops the batch up with turned-down groups
+    if the draws run out, so every batch has the same size. Draw d of iteration i takes the problems
+    and sampling seed of slot ``i * max_draws + d`` (the same on resume); without ``keep`` slot i.
+    The rollout statistics (``accuracy``, ``steps``, ...) are over every drawn rollout.
     A finished ``out_dir`` is returned as is.
     """
     from tqdm.auto import tqdm
@@ -286,28 +294,47 @@ def train_loop(
     bar = tqdm(
         total=cfg.iterations, initial=start, desc=f"{method} ({cfg.reward})", unit="it", disable=not progress
     )
+    k, n = cfg.problems_per_iteration, cfg.samples_per_problem
+    n_draws = max_draws if keep is not None else 1
     for it in range(start, cfg.iterations):
-        t0 = time.perf_counter()
-        batch_problems = rollout.iteration_problems(problems, it, cfg.problems_per_iteration, cfg.seed)
-        rollouts = rollout.sample_rollouts(
-            sampler,
-            tok,
-            batch_problems,
-            cfg.samples_per_problem,
-            cfg.temperature,
-            seed=cfg.seed * 1_000_003 + it,
-        )
-        t1 = time.perf_counter()
-        positions, scores, correct = rollout.score_rollouts(
-            rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
-        )
+        t0, t_score = time.perf_counter(), 0.0
+        kept: list[tuple] = []  # (rollouts, positions, scores) of a group with signal, in draw order
+        spare: list[tuple] = []  # the groups ``keep`` turned down
+        drawn: list[rollout.Rollout] = []
+        drawn_correct: list[bool] = []
+        for d in range(n_draws):
+            slot = it * n_draws + d  # one draw an iteration: slot = it, as without dynamic sampling
+            rollouts = rollout.sample_rollouts(
+                sampler,
+                tok,
+                rollout.iteration_problems(problems, slot, k, cfg.seed),
+                n,
+                cfg.temperature,
+                seed=cfg.seed * 1_000_003 + slot,
+            )
+            t1 = time.perf_counter()
+            positions, scores, correct = rollout.score_rollouts(
+                rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
+            )
+            t_score += time.perf_counter() - t1
+            drawn += rollouts
+            drawn_correct += correct
+            for g in range(0, k * n, n):
+                group = (rollouts[g : g + n], positions[g : g + n], scores[g : g + n])
+                (kept if keep is None or keep(group[2]) else spare).append(group)
+            if len(kept) >= k:
+                break
+        groups = (kept + spare)[:k]  # short of k groups with signal after the last draw: topped up
+        rollouts, positions, scores = ([x for grp in groups for x in grp[i]] for i in range(3))
         t2 = time.perf_counter()
         batch = rollout.collate(rollouts, tok.pad_token_id, device)
         m = optimise(policy, ref, opt, sched, batch, positions, scores, it)
         _sync(cfg, sampler, policy, ckpt)
         t3 = time.perf_counter()
-        m.update(rollout.rollout_stats(rollouts, correct), iteration=it + 1, lr=sched.get_last_lr()[0])
-        m.update(t_generate=t1 - t0, t_score=t2 - t1, t_optimise=t3 - t2)
+        m.update(rollout.rollout_stats(drawn, drawn_correct), iteration=it + 1, lr=sched.get_last_lr()[0])
+        if keep is not None:
+            m.update(draws=d + 1, signal_groups=len(kept) / ((d + 1) * k))
+        m.update(t_generate=t2 - t0 - t_score, t_score=t_score, t_optimise=t3 - t2)
         if evals and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
             m["greedy_accuracy"] = rollout.greedy_eval(sampler, evals, cfg.max_new_tokens)
         m["t_total"] = time.perf_counter() - t0
