@@ -207,6 +207,45 @@ def summary(metrics: list[dict]) -> dict:
     }
 
 
+def _draw(cfg: Any, sampler, tok, problems, by_id, reward_model, it: int, keep, max_draws: int):
+    """Iteration ``it``'s rollouts, their reward positions and scores, in ``problems_per_iteration``
+    groups (``train_loop``'s ``keep`` and ``max_draws``), and what was drawn: every drawn rollout and
+    its correctness, the scoring seconds, and with ``keep`` the draws taken and the fraction of drawn
+    groups kept (``signal_groups``)."""
+    k, n = cfg.problems_per_iteration, cfg.samples_per_problem
+    n_draws = max_draws if keep is not None else 1
+    kept: list[tuple] = []  # (rollouts, positions, scores) of a group ``keep`` took, in draw order
+    spare: list[tuple] = []  # the groups it turned down
+    drawn: dict[str, Any] = {"rollouts": [], "correct": [], "t_score": 0.0}
+    for d in range(n_draws):
+        slot = it * n_draws + d  # one draw an iteration: slot = it, as without dynamic sampling
+        rollouts = rollout.sample_rollouts(
+            sampler,
+            tok,
+            rollout.iteration_problems(problems, slot, k, cfg.seed),
+            n,
+            cfg.temperature,
+            seed=cfg.seed * 1_000_003 + slot,
+        )
+        t1 = time.perf_counter()
+        positions, scores, correct = rollout.score_rollouts(
+            rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
+        )
+        drawn["t_score"] += time.perf_counter() - t1
+        drawn["rollouts"] += rollouts
+        drawn["correct"] += correct
+        for g in range(0, k * n, n):
+            group = (rollouts[g : g + n], positions[g : g + n], scores[g : g + n])
+            (kept if keep is None or keep(group[2]) else spare).append(group)
+        if len(kept) >= k:
+            break
+    if keep is not None:
+        drawn.update(draws=d + 1, signal_groups=len(kept) / ((d + 1) * k))
+    groups = (kept + spare)[:k]  # short of k kept groups after the last draw: topped up
+    rollouts, positions, scores = ([x for grp in groups for x in grp[i]] for i in range(3))
+    return rollouts, positions, scores, drawn
+
+
 def train_loop(
     method: str,
     cfg: Any,
@@ -294,47 +333,19 @@ def train_loop(
     bar = tqdm(
         total=cfg.iterations, initial=start, desc=f"{method} ({cfg.reward})", unit="it", disable=not progress
     )
-    k, n = cfg.problems_per_iteration, cfg.samples_per_problem
-    n_draws = max_draws if keep is not None else 1
     for it in range(start, cfg.iterations):
-        t0, t_score = time.perf_counter(), 0.0
-        kept: list[tuple] = []  # (rollouts, positions, scores) of a group with signal, in draw order
-        spare: list[tuple] = []  # the groups ``keep`` turned down
-        drawn: list[rollout.Rollout] = []
-        drawn_correct: list[bool] = []
-        for d in range(n_draws):
-            slot = it * n_draws + d  # one draw an iteration: slot = it, as without dynamic sampling
-            rollouts = rollout.sample_rollouts(
-                sampler,
-                tok,
-                rollout.iteration_problems(problems, slot, k, cfg.seed),
-                n,
-                cfg.temperature,
-                seed=cfg.seed * 1_000_003 + slot,
-            )
-            t1 = time.perf_counter()
-            positions, scores, correct = rollout.score_rollouts(
-                rollouts, by_id, cfg.reward, reward_model, cfg.step_reward
-            )
-            t_score += time.perf_counter() - t1
-            drawn += rollouts
-            drawn_correct += correct
-            for g in range(0, k * n, n):
-                group = (rollouts[g : g + n], positions[g : g + n], scores[g : g + n])
-                (kept if keep is None or keep(group[2]) else spare).append(group)
-            if len(kept) >= k:
-                break
-        groups = (kept + spare)[:k]  # short of k groups with signal after the last draw: topped up
-        rollouts, positions, scores = ([x for grp in groups for x in grp[i]] for i in range(3))
-        t2 = time.perf_counter()
+        t0 = time.perf_counter()
+        rollouts, positions, scores, drawn = _draw(
+            cfg, sampler, tok, problems, by_id, reward_model, it, keep, max_draws
+        )
+        t1 = time.perf_counter()
         batch = rollout.collate(rollouts, tok.pad_token_id, device)
         m = optimise(policy, ref, opt, sched, batch, positions, scores, it)
         _sync(cfg, sampler, policy, ckpt)
-        t3 = time.perf_counter()
-        m.update(rollout.rollout_stats(drawn, drawn_correct), iteration=it + 1, lr=sched.get_last_lr()[0])
-        if keep is not None:
-            m.update(draws=d + 1, signal_groups=len(kept) / ((d + 1) * k))
-        m.update(t_generate=t2 - t0 - t_score, t_score=t_score, t_optimise=t3 - t2)
+        t2 = time.perf_counter()
+        m.update(rollout.rollout_stats(drawn["rollouts"], drawn["correct"]), iteration=it + 1)
+        m.update(lr=sched.get_last_lr()[0], t_generate=t1 - t0 - drawn["t_score"], t_score=drawn["t_score"])
+        m.update({k: drawn[k] for k in ("draws", "signal_groups") if k in drawn}, t_optimise=t2 - t1)
         if evals and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
             m["greedy_accuracy"] = rollout.greedy_eval(sampler, evals, cfg.max_new_tokens)
         m["t_total"] = time.perf_counter() - t0
