@@ -84,7 +84,10 @@ def has_signal(scores: list[list[float]], process: bool) -> bool:
     >>> has_signal([[0.5, 0.5], [1.0]], process=True)
     True
     """
-    rewards = group_rewards(scores, process)
+    return _differ(group_rewards(scores, process))
+
+
+def _differ(rewards: torch.Tensor) -> bool:
     return bool(rewards.max() != rewards.min())  # exactly equal, not rounding noise / eps
 
 
@@ -119,10 +122,10 @@ def group_advantages(
     zero = 0
     for g in range(0, B, group_size):
         rows = range(g, g + group_size)
-        if not has_signal(scores[g : g + group_size], process):
+        rewards = group_rewards(scores[g : g + group_size], process)
+        if not _differ(rewards):  # no signal: the advantages stay exactly 0
             zero += 1
             continue
-        rewards = group_rewards(scores[g : g + group_size], process)
         norm = ((rewards - rewards.mean()) / (rewards.std() + eps)).tolist()
         k = 0
         for i in rows:
