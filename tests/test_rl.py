@@ -1,6 +1,7 @@
 """PPO maths on hand-computed tensors, reward placement on a hand-made solution, short PPO and RFT runs
 on tiny models (process, outcome, resume after a kill), and the ``prmkit rl`` commands on GSM8K lines."""
 
+import dataclasses
 import json
 import math
 
@@ -318,7 +319,16 @@ def test_policy_gradient_resumes_after_a_kill(world, tiny_model_dir, tmp_path, m
         f.write('{"iteration": 3, "rew')  # the kill also tore a metrics line
     calls.clear()
     monkeypatch.setattr(rollout_mod, "sample_rollouts", lambda *a, **k: calls.append(1) or real(*a, **k))
-    train(cfg, init, problems[:8], out, eval_problems=problems[40:], progress=False)
+    # resuming with other settings or other problems is refused, naming what changed; nothing is touched
+    other = dataclasses.replace(cfg, max_new_tokens=cfg.max_new_tokens + 1)
+    with pytest.raises(ValueError, match=rf"{method}.max_new_tokens: {cfg.max_new_tokens}, now .*delete"):
+        train(other, init, problems[:8], out, eval_problems=problems[40:], progress=False)
+    with pytest.raises(ValueError, match=r"problems: '8 problems, .*, now '7 problems"):
+        train(cfg, init, problems[:7], out, eval_problems=problems[40:], progress=False)
+    assert not calls and torch.load(ckpt / "state.pt", weights_only=True)["iteration"] == 2
+    # speed and bookkeeping knobs may change
+    train(dataclasses.replace(cfg, batch_size=cfg.batch_size + 1, save_every=2), init, problems[:8], out,
+          eval_problems=problems[40:], progress=False)  # fmt: skip
     assert len(calls) == 1  # only the third iteration ran again
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert lines[:3] == first and [json.loads(x)["iteration"] for x in lines] == [0, 1, 2, 3]

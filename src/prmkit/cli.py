@@ -926,7 +926,8 @@ def rl_ppo(
 
     Per-iteration reward, KL, entropy, clip fraction, value loss and greedy accuracy go to
     OUT.checkpoints/metrics.jsonl (copied into OUT); a killed run resumes from its last checkpoint
-    (ppo.save_every). OUT is an ordinary model directory: sample it with prmkit sample --model OUT.
+    (ppo.save_every), with the settings it started with. OUT is an ordinary model directory: sample it
+    with prmkit sample --model OUT.
     """
     from prmkit.rl import train_ppo
 
@@ -983,7 +984,8 @@ def rl_grpo(
 
     Per-iteration reward, KL, entropy, clip fraction, the fraction of groups with equal rewards (no
     signal) and greedy accuracy go to OUT.checkpoints/metrics.jsonl (PPO's format, copied into OUT); a
-    killed run resumes from its last checkpoint (grpo.save_every). OUT is an ordinary model directory.
+    killed run resumes from its last checkpoint (grpo.save_every), with the settings it started with. OUT
+    is an ordinary model directory.
     """
     from prmkit.rl import train_grpo
 

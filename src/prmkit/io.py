@@ -386,12 +386,14 @@ def _relative_paths(value: Any, base: str) -> Any:
     return os.path.relpath(value, base) if isinstance(value, str) and os.path.isabs(value) else value
 
 
-def claim_output(out_path: str | Path, config: dict[str, Any], write: bool = True) -> None:
+def claim_output(
+    out_path: str | Path, config: dict[str, Any], write: bool = True, remedy: str | None = None
+) -> None:
     """Tie an appended output to the configuration that writes it, in ``meta_path(out_path)``: a rerun
-    with another configuration is refused before anything is written, naming what changed (``write``
-    False: only that check). A model recorded by its resolved path counts as the same model when it
-    lies where it lay before relative to the output, so a run directory moved or copied whole still
-    resumes.
+    with another configuration is refused before anything is written, naming what changed and what to
+    do (``remedy``; by default: another output path, or delete it) (``write`` False: only that check).
+    A model recorded by its resolved path counts as the same model when it lies where it lay before
+    relative to the output, so a run directory moved or copied whole still resumes.
 
     >>> import shutil, tempfile
     >>> run = Path(tempfile.mkdtemp()) / "run"; out = run / "samples.jsonl"
@@ -419,10 +421,8 @@ def claim_output(out_path: str | Path, config: dict[str, Any], write: bool = Tru
             for k in sorted(set(old) | set(config))
             if old.get(k) != config.get(k)
         )
-        raise ValueError(
-            f"{out_path} was written with another configuration ({changed}); give another output path, "
-            f"or delete it and {meta_path(out_path).name}"
-        )
+        remedy = remedy or f"give another output path, or delete it and {meta_path(out_path).name}"
+        raise ValueError(f"{out_path} was written with another configuration ({changed}); {remedy}")
     if old is None and write:
         atomic_write_json(meta_path(out_path), {**meta, "config": config, "dir": here})
 

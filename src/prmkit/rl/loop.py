@@ -8,7 +8,8 @@ training problems per iteration through the policy backend (``HFPolicy`` on the 
 iteration to ``OUT.checkpoints/metrics.jsonl`` (line 0: the starting greedy accuracy). Every
 ``save_every`` iterations it saves policy, the method's other modules (PPO's critic), optimiser,
 schedule, RNG states and the iteration to ``OUT.checkpoints/state.pt``; a killed run continues from
-there, dropping the metric lines of iterations it redoes. ``OUT`` appears whole, an ordinary model
+there, dropping the metric lines of iterations it redoes, and only with the settings, policy and problems
+it started with (``run_config``, claimed in ``state.meta.json``). ``OUT`` appears whole, an ordinary model
 directory with ``metrics.jsonl`` and ``prmkit_rl.json``, when training finishes.
 
 The method supplies ``setup(policy) -> (modules, param_groups)`` (modules saved with the state;
@@ -20,6 +21,7 @@ problem); its config is a ``RolloutConfig`` (the fields the loop reads) with the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import random
@@ -33,7 +35,7 @@ from typing import Any
 
 import torch
 
-from prmkit.io import JsonlAppender, atomic_write_json, read_jsonl, repair_tail, write_jsonl
+from prmkit.io import JsonlAppender, atomic_write_json, claim_output, read_jsonl, repair_tail, write_jsonl
 from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
 from prmkit.training import checkpoint_dir
@@ -167,6 +169,23 @@ class RolloutConfig:
             )
 
 
+# knobs a resumed run may change: they move speed and bookkeeping, not what the run trains on or measures
+RESUME_FREE = ("batch_size", "backend", "save_every", "eval_every")
+
+
+def run_config(method: str, cfg: Any, source: dict, problems: list[Problem], evals: list[Problem]) -> dict:
+    """What a resumed run must share with the one that saved its state: the stage's settings but
+    ``RESUME_FREE``, the policy's model, and the training and held-out problems (their count and a
+    digest of their ids)."""
+
+    def ids(ps: list[Problem]) -> str:
+        digest = hashlib.sha256("\n".join(p.id for p in ps).encode()).hexdigest()
+        return f"{len(ps)} problems, ids sha256 {digest[:12]}"
+
+    fields = {f"{method}.{k}": v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
+    return {**fields, "policy": source, "problems": ids(problems), "held_out": ids(evals)}
+
+
 def _rollout_sampler(cfg: Any, policy, tok, policy_dir, device):
     """The policy backend rollouts are sampled from, calculator on: ``hf`` samples from the live weights
     themselves; ``vllm`` is an engine started from ``policy_dir`` whose weights ``_sync`` replaces with the
@@ -294,6 +313,12 @@ def train_loop(
     policy = load_causal_lm(policy_dir, dtype="float32", **hub).to(device)
     ref = load_causal_lm(policy_dir, dtype="float32", **hub).to(device).requires_grad_(False)
     source = model_source(policy_dir, policy, cfg.revision)
+    state_path, metrics_path = ckpt / "state.pt", ckpt / "metrics.jsonl"
+    claim_output(
+        state_path,
+        run_config(method, cfg, source, problems, evals),
+        remedy=f"resume with those settings, give another output directory, or delete {ckpt} to start over",
+    )
     modules, param_groups = setup(policy)
     modules = {k: m.to(device) for k, m in modules.items()}
     reward_model = None
@@ -306,7 +331,6 @@ def train_loop(
     total = cfg.iterations * epochs * math.ceil(rollouts_per_it / cfg.minibatch_size)
     sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
 
-    state_path, metrics_path = ckpt / "state.pt", ckpt / "metrics.jsonl"
     parts = dict(policy=policy, **modules, optimizer=opt, scheduler=sched)
     start = load_state(state_path, device, method, **parts)
     # iterations after the last saved state are redone: drop their metric lines (and a line torn by a kill)
