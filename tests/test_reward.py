@@ -368,6 +368,13 @@ def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
     half.mkdir()
     (half / "trainer_state.json").write_text('{"global_step": 3, "log_hi')
     assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-2")
+    # other settings or other examples are refused, naming what changed; a longer run is not
+    with pytest.raises(ValueError, match=r"lr: 0.0005, now 0.001.*delete .*orm.checkpoints"):
+        train_reward(RewardConfig(**{**cfg.__dict__, "lr": 1e-3}), labels, probs, out)
+    with pytest.raises(
+        ValueError, match=rf"examples: '{len(labels)} examples, .*now '{len(labels) - 1} examples"
+    ):
+        train_reward(cfg, labels[:-1], probs, out)
     train_reward(RewardConfig(**{**cfg.__dict__, "max_steps": 3}), labels, probs, out)
     assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-3")
     assert StepRewardModel.from_pretrained(out).kind == "orm"

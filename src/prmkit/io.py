@@ -17,6 +17,7 @@ JSON is refused above ``MAX_JSON_BYTES``. Every reader takes its own limits as a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -384,6 +385,16 @@ def _relative_paths(value: Any, base: str) -> Any:
     if isinstance(value, list):
         return [_relative_paths(v, base) for v in value]
     return os.path.relpath(value, base) if isinstance(value, str) and os.path.isabs(value) else value
+
+
+def fingerprint(values: list[Any], what: str) -> str:
+    """A short identity of a list of JSON values for a claimed configuration: its length and a digest.
+
+    >>> fingerprint(["a", "b"], "problems")
+    '2 problems, sha256 3554d2b8a1e3'
+    """
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return f"{len(values)} {what}, sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def claim_output(

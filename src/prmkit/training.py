@@ -3,7 +3,8 @@
 Each stage builds its own examples, collator and loss (the verifiers' auxiliary LM loss is the one
 shared piece, ``next_token_loss``); this module gives them one set of
 ``transformers.TrainingArguments`` defaults, one checkpoint folder beside the output (``OUT.checkpoints``,
-resumed from its newest ``checkpoint-N``), and one way of finishing: rank 0 writes the model under a
+resumed from its newest ``checkpoint-N``, only with the settings and examples it began with), and one
+way of finishing: rank 0 writes the model under a
 temporary name and renames it into place, so the output directory existing means the stage finished.
 """
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from prmkit.io import claim_output, fingerprint
 from prmkit.models import check_hub_fields
 
 
@@ -93,12 +96,28 @@ def training_args(cfg: Any, out_dir: Path, evaluate: bool = False, **overrides: 
     return TrainingArguments(**kw)
 
 
+# what a resumed training may change: its length (train on), logging and checkpoint cadence
+RESUME_FREE = ("epochs", "max_steps", "logging_steps", "save_steps")
+
+
 def train_and_save(
-    trainer: Any, out_dir: Path, save: Callable[[Path, dict], None], evaluate: bool = False
+    trainer: Any, out_dir: Path, save: Callable[[Path, dict], None], cfg: Any, evaluate: bool = False
 ) -> Path:
     """Train (resuming from the last checkpoint), evaluate on every rank if asked, then let rank 0
-    ``save(tmp_dir, eval_metrics)`` and rename ``tmp_dir`` to ``out_dir``."""
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir(out_dir)))
+    ``save(tmp_dir, eval_metrics)`` and rename ``tmp_dir`` to ``out_dir``. The checkpoints are claimed
+    for the stage's settings (``cfg`` but ``RESUME_FREE``) and the training examples, in
+    ``OUT.checkpoints/training.meta.json``: resuming them with others is refused (``io.claim_output``)."""
+    ckpt = checkpoint_dir(out_dir)
+    claim = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
+    claim["examples"] = fingerprint(trainer.train_dataset.to_list(), "examples")
+    claim_output(
+        ckpt / "training",
+        claim,
+        write=trainer.is_world_process_zero(),
+        remedy=f"resume with those settings and data, give another output directory, or delete {ckpt} "
+        "to start over",
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(ckpt))
     metrics = trainer.evaluate() if evaluate else {}
     if not trainer.is_world_process_zero():  # under torchrun, rank 0 writes the model
         return out_dir

@@ -146,4 +146,4 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
         tok.save_pretrained(str(tmp))
         atomic_write_json(tmp / SFT_META, {"model": source})
 
-    return train_and_save(trainer, out_dir, save)  # "config.json exists" means finished
+    return train_and_save(trainer, out_dir, save, cfg)  # "config.json exists" means finished

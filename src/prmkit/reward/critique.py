@@ -154,4 +154,4 @@ def train_critique(
         }
         atomic_write_json(tmp / META, meta)
 
-    return train_and_save(trainer, out_dir, save)  # "prmkit_critique.json exists" means finished
+    return train_and_save(trainer, out_dir, save, cfg)  # "prmkit_critique.json exists" means finished

@@ -360,7 +360,9 @@ def train_reward(
         }
         write_meta(tmp, {**rm.meta(), **extra})
 
-    return train_and_save(trainer, out_dir, save, evaluate=bool(eval_rows))  # "config.json exists": finished
+    return train_and_save(
+        trainer, out_dir, save, cfg, evaluate=bool(eval_rows)
+    )  # "config.json exists": finished
 
 
 def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):

@@ -302,4 +302,4 @@ def train_value(
         ValueModel(lm.eval(), tok).save_pretrained(tmp, extra)
 
     # "prmkit_reward.json exists" means finished
-    return train_and_save(trainer, out_dir, save, evaluate=bool(eval_rows))
+    return train_and_save(trainer, out_dir, save, cfg, evaluate=bool(eval_rows))

@@ -21,7 +21,6 @@ problem); its config is a ``RolloutConfig`` (the fields the loop reads) with the
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import random
@@ -35,7 +34,15 @@ from typing import Any
 
 import torch
 
-from prmkit.io import JsonlAppender, atomic_write_json, claim_output, read_jsonl, repair_tail, write_jsonl
+from prmkit.io import (
+    JsonlAppender,
+    atomic_write_json,
+    claim_output,
+    fingerprint,
+    read_jsonl,
+    repair_tail,
+    write_jsonl,
+)
 from prmkit.models import check_hub_fields
 from prmkit.rl import rollout
 from prmkit.training import checkpoint_dir
@@ -169,21 +176,20 @@ class RolloutConfig:
             )
 
 
-# knobs a resumed run may change: they move speed and bookkeeping, not what the run trains on or measures
-RESUME_FREE = ("batch_size", "backend", "save_every", "eval_every")
+# what a resumed run may change: its length (train on), and knobs of speed and bookkeeping
+RESUME_FREE = ("iterations", "batch_size", "backend", "save_every", "eval_every")
 
 
 def run_config(method: str, cfg: Any, source: dict, problems: list[Problem], evals: list[Problem]) -> dict:
     """What a resumed run must share with the one that saved its state: the stage's settings but
-    ``RESUME_FREE``, the policy's model, and the training and held-out problems (their count and a
-    digest of their ids)."""
-
-    def ids(ps: list[Problem]) -> str:
-        digest = hashlib.sha256("\n".join(p.id for p in ps).encode()).hexdigest()
-        return f"{len(ps)} problems, ids sha256 {digest[:12]}"
-
+    ``RESUME_FREE``, the policy's model, and the training and held-out problems (``io.fingerprint`` of
+    their ids)."""
     fields = {f"{method}.{k}": v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
-    return {**fields, "policy": source, "problems": ids(problems), "held_out": ids(evals)}
+    problem_ids = {
+        k: fingerprint([p.id for p in ps], "problems")
+        for k, ps in (("problems", problems), ("held_out", evals))
+    }
+    return {**fields, "policy": source, **problem_ids}
 
 
 def _rollout_sampler(cfg: Any, policy, tok, policy_dir, device):
