@@ -96,6 +96,18 @@ def training_args(cfg: Any, out_dir: Path, evaluate: bool = False, **overrides: 
     return TrainingArguments(**kw)
 
 
+def examples_fingerprint(dataset: Any) -> str:
+    """``io.fingerprint`` of a ``datasets.Dataset``: its Arrow table's IPC stream, the same bytes for the
+    same rows (a fraction of a second for 10^5 tokenised solutions, where their Python lists take ~15 s)."""
+    import pyarrow as pa
+
+    table = dataset.data.table
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return fingerprint(sink.getvalue().to_pybytes(), "examples", count=len(dataset))
+
+
 # what a resumed training may change: its length (train on), logging and checkpoint cadence
 RESUME_FREE = ("epochs", "max_steps", "logging_steps", "save_steps")
 
@@ -109,7 +121,7 @@ def train_and_save(
     ``OUT.checkpoints/training.meta.json``: resuming them with others is refused (``io.claim_output``)."""
     ckpt = checkpoint_dir(out_dir)
     claim = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
-    claim["examples"] = fingerprint(trainer.train_dataset.to_list(), "examples")
+    claim["examples"] = examples_fingerprint(trainer.train_dataset)
     claim_output(
         ckpt / "training",
         claim,
