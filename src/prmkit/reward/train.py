@@ -360,9 +360,8 @@ def train_reward(
         }
         write_meta(tmp, {**rm.meta(), **extra})
 
-    return train_and_save(
-        trainer, out_dir, save, cfg, evaluate=bool(eval_rows)
-    )  # "config.json exists": finished
+    # "config.json exists" means finished
+    return train_and_save(trainer, out_dir, save, cfg, evaluate=bool(eval_rows))
 
 
 def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):
