@@ -387,14 +387,14 @@ def _relative_paths(value: Any, base: str) -> Any:
     return os.path.relpath(value, base) if isinstance(value, str) and os.path.isabs(value) else value
 
 
-def fingerprint(values: list[Any] | bytes, what: str, count: int | None = None) -> str:
+def fingerprint(values: list[Any] | bytes | memoryview, what: str, count: int | None = None) -> str:
     """A short identity of data for a claimed configuration: ``count`` (default: the list's length) and
-    a digest of the JSON values, or of the bytes that serialise them.
+    a digest of the JSON values, or of the bytes that serialise them (a memoryview: without a copy).
 
     >>> fingerprint(["a", "b"], "problems")
     '2 problems, sha256 3554d2b8a1e3'
     """
-    if not isinstance(values, bytes):
+    if not isinstance(values, bytes | memoryview):
         count = len(values) if count is None else count
         values = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str).encode()
     return f"{count} {what}, sha256 {hashlib.sha256(values).hexdigest()[:12]}"

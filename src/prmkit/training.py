@@ -4,8 +4,8 @@ Each stage builds its own examples, collator and loss (the verifiers' auxiliary 
 shared piece, ``next_token_loss``); this module gives them one set of
 ``transformers.TrainingArguments`` defaults, one checkpoint folder beside the output (``OUT.checkpoints``,
 resumed from its newest ``checkpoint-N``, only with the settings and examples it began with), and one
-way of finishing: rank 0 writes the model under a
-temporary name and renames it into place, so the output directory existing means the stage finished.
+way of finishing: rank 0 writes the model under a temporary name and renames it into place, so the
+output directory existing means the stage finished.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def examples_fingerprint(dataset: Any) -> str:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return fingerprint(sink.getvalue().to_pybytes(), "examples", count=len(dataset))
+    return fingerprint(memoryview(sink.getvalue()), "examples", count=len(dataset))  # hashed in place
 
 
 # what a resumed training may change: its length (train on), logging and checkpoint cadence
