@@ -130,3 +130,6 @@ def test_verifiers_start_from_the_run_directorys_generator(tmp_path):
     )
     assert cfg.init == "Qwen/Qwen2.5-Math-1.5B"
     assert _verifier_config("critique", None, None, None, str(tmp_path / "problems.jsonl")).init == ""
+    (tmp_path / "verifier_lm").mkdir()  # the demo trained the verifiers' own LM: they start from it
+    (tmp_path / "verifier_lm" / "config.json").write_text("{}")
+    assert _verifier_config("orm", None, None, None, str(tmp_path)).init == str(tmp_path / "verifier_lm")

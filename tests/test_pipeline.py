@@ -297,3 +297,50 @@ def test_only_the_labelled_verifiers_wait_for_the_annotation(monkeypatch, tmp_pa
     assert {j.name: j.after for j in pl.verifier_jobs(on_labels, tmp_path, [], tmp_path)}["train_orm"] == (
         "annotate",
     )
+
+
+def test_verifiers_can_start_from_their_own_lm(monkeypatch, tmp_path):
+    """``demo.verifier_init: verifier_lm``: the LM is a job that waits for nothing, every trained verifier
+    waits for it and starts from it; by default nothing changes."""
+    import prmkit.pipeline as pl
+    import prmkit.reward.train as rt
+
+    recipe = DemoRecipe.from_dict({"demo": {"verifier_init": "verifier_lm"}})
+    jobs = {j.name: j for j in pl.verifier_jobs(recipe, tmp_path / "gen", [], tmp_path)}
+    assert jobs["train_verifier_lm"].after == () and jobs["sample_train"].after == ()
+    assert jobs["train_verifier_lm"].args[0] == recipe.verifier_lm
+    assert jobs["train_verifier_lm"].args[2] == tmp_path / "verifier_lm"
+    assert jobs["train_prm"].after == ("annotate", "train_verifier_lm")
+    assert jobs["train_orm"].after == ("sample_train", "train_verifier_lm")
+    monkeypatch.setattr(pl, "_pool", lambda *a: [])
+    monkeypatch.setattr(rt, "train_reward", lambda cfg, data, by_id, out, default_init=None: default_init)
+    assert pl.train_verifier("orm", recipe, tmp_path / "gen", [], tmp_path) == str(tmp_path / "verifier_lm")
+    default = DemoRecipe.from_dict({})
+    assert pl.train_verifier("orm", default, tmp_path / "gen", [], tmp_path) == str(tmp_path / "gen")
+    assert "train_verifier_lm" not in {j.name for j in pl.verifier_jobs(default, tmp_path, [], tmp_path)}
+    with pytest.raises(ValueError, match="demo.verifier_init: unknown 'lm'; valid: generator, verifier_lm"):
+        DemoRecipe.from_dict({"demo": {"verifier_init": "lm"}})
+    with pytest.raises(ValueError, match="verifier_lm: set epochs > 0 or max_steps > 0"):
+        DemoRecipe.from_dict({"verifier_lm": {"epochs": 0}})
+
+
+def test_the_demo_trains_the_verifiers_own_lm(tmp_path):
+    """A tiny run with ``demo.verifier_init: verifier_lm``: the LM is trained on the train split and the
+    PRM and ORM start from it, not from the generator; the report says so."""
+    sets = [
+        "demo.verifier_init=verifier_lm", "verifier_lm.model=scratch:test", "verifier_lm.max_steps=4",
+        "verifier_lm.batch_size=8", "verifier_lm.save_steps=2", "verifier_lm.lr=3e-3",
+        "demo.verifiers=[prm, orm, likelihood]", "demo.audit_solutions=0", "demo.ood_problems=0",
+        "rl.methods=[]", "search.compare_problems=0", "sft.max_steps=4", "demo.test_problems=4",
+    ]  # fmt: skip
+    report = run_demo(load_recipe(ROOT / "recipes/world-quick.yaml", sets), tmp_path / "run")
+    lm = tmp_path / "run" / "verifier_lm"
+    assert (lm / "config.json").exists() and "train_verifier_lm" in report["timings"]
+    for key in ("prm", "orm"):
+        meta = json.loads((tmp_path / "run" / key / "prmkit_reward.json").read_text())
+        assert meta["init"] == {"path": str(lm)}
+    assert report["verifiers"]["init"] == {"model": "scratch:test", "steps": 4, "epochs": 2.0, "lr": 0.003}
+    assert (
+        "starts from its own LM (scratch:test, 4 steps at lr 0.003"
+        in (tmp_path / "run" / "report.md").read_text()
+    )

@@ -144,13 +144,15 @@ def _hub(trust_remote_code: bool, revision: str | None) -> dict:
 
 def _verifier_config(stage: str, recipe, sets, init: str | None, problems: str):
     """A verifier stage's config; the model it starts from is --init, else the recipe's, else the run
-    directory's generator (the papers initialise verifiers from the generator's base model)."""
+    directory's verifier LM (``demo.verifier_init: verifier_lm``), else its generator (the papers
+    initialise verifiers from the generator's base model)."""
     from dataclasses import replace
 
     cfg = _config(stage, recipe, sets, init=init or None)
-    generator = Path(problems) / "generator"
-    if not cfg.init and (generator / "config.json").exists():
-        cfg = replace(cfg, init=str(generator))
+    for name in ("verifier_lm", "generator"):
+        model = Path(problems) / name
+        if not cfg.init and (model / "config.json").exists():
+            cfg = replace(cfg, init=str(model))
     return cfg
 
 
@@ -445,7 +447,10 @@ def _train_reward(
 LabelsOpt = Annotated[Path, typer.Option(help="labels.jsonl from prmkit annotate (StepLabels).")]
 InitOpt = Annotated[
     str | None,
-    typer.Option(help="Model to start from; default: the stage's init, else the run directory's generator."),
+    typer.Option(
+        help="Model to start from; default: the stage's init, else the run directory's verifier_lm "
+        "(demo.verifier_init), else its generator."
+    ),
 ]
 RewardOutOpt = Annotated[Path, typer.Option(help="Output model directory (resumes from checkpoints).")]
 ProblemsOpt = Annotated[str, typer.Option(help="Their problems: a world run dir, a JSONL path or a hub id.")]

@@ -28,6 +28,7 @@ STAGES: dict[str, str] = {
     "data": "prmkit.pipeline:DataConfig",
     "world": "prmkit.world:WorldConfig",
     "sft": "prmkit.policy.sft:SFTConfig",
+    "verifier_lm": "prmkit.policy.sft:VerifierLMConfig",  # the demo's verifiers' own LM (demo.verifier_init)
     "sample": "prmkit.sample:SampleConfig",
     "annotate": "prmkit.annotate:AnnotateConfig",
     "prm": "prmkit.reward.train:RewardConfig",
@@ -105,7 +106,7 @@ def check_stages(recipe: dict[str, Any], source: str = "recipe") -> None:
     >>> check_stages({"sampel": {"n": 3}}, "--set")
     Traceback (most recent call last):
     ...
-    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, sample, annotate, prm, orm, value, critique, demo, ppo, rft, grpo, rl, ray, search
+    ValueError: --set: unknown stage 'sampel'; valid: data, world, sft, verifier_lm, sample, annotate, prm, orm, value, critique, demo, ppo, rft, grpo, rl, ray, search
     """
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:

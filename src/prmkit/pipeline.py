@@ -38,7 +38,7 @@ from prmkit.annotate import AnnotateConfig, annotate
 from prmkit.config import check_stages, stage_config
 from prmkit.io import atomic_write_json, atomic_write_text, read_jsonl, read_scores, write_jsonl
 from prmkit.jobs import Job, Timer, finished
-from prmkit.policy.sft import SFTConfig, train_sft
+from prmkit.policy.sft import SFTConfig, VerifierLMConfig, train_sft
 from prmkit.reward.model import META_FILE
 from prmkit.reward.train import RewardConfig
 from prmkit.reward.value import ValueConfig
@@ -72,6 +72,9 @@ REPORT_AGGREGATIONS = {
     "likelihood": ["last"],
 }
 VERIFIER_DATA = ("pool", "labels")  # demo.orm_data and demo.prm_data
+# demo.verifier_init: what every trained verifier starts from (a verifier's own ``init`` wins): the
+# generator, or the LM of the ``verifier_lm`` stage, trained as its own job beside the first stages
+VERIFIER_INITS = ("generator", "verifier_lm")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class DemoConfig:
     # how the PRM's step scores pick a solution in the report's verdicts and in RL + verification (every
     # aggregation of REPORT_AGGREGATIONS["PRM"] is reported); choose it on a dev split, never on the test split
     prm_aggregation: str = "min"
+    verifier_init: str = "generator"  # VERIFIER_INITS
     audit_solutions: int = 100  # world only: pool solutions annotated per_step to audit the labels
     audit_n: int = 16  # completions per step in the audit
     verifiers: tuple[str, ...] = ("prm", "orm", "value", "likelihood")
@@ -141,11 +145,10 @@ class DemoConfig:
         unknown = sorted(set(self.verifiers) - set(VERIFIERS))
         if unknown:
             raise ValueError(f"demo.verifiers: unknown {', '.join(unknown)}; valid: {', '.join(VERIFIERS)}")
-        for name in ("orm_data", "prm_data"):
-            if getattr(self, name) not in VERIFIER_DATA:
-                raise ValueError(
-                    f"demo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(VERIFIER_DATA)}"
-                )
+        for name, valid in (("orm_data", VERIFIER_DATA), ("prm_data", VERIFIER_DATA),
+                            ("verifier_init", VERIFIER_INITS)):  # fmt: skip
+            if getattr(self, name) not in valid:
+                raise ValueError(f"demo.{name}: unknown {getattr(self, name)!r}; valid: {', '.join(valid)}")
 
     def aggregations(self, verifiers) -> dict[str, list[str]]:
         """Each report-named verifier's aggregations, the PRM's ``prm_aggregation`` first: weighted SC and
@@ -168,6 +171,7 @@ class DemoRecipe:
     data: DataConfig
     world: WorldConfig
     sft: SFTConfig
+    verifier_lm: VerifierLMConfig
     sample: SampleConfig
     annotate: AnnotateConfig
     prm: RewardConfig
@@ -361,21 +365,27 @@ def verifier_data(
     return outcome_labels(pool) if demo.orm_data == "pool" else labels
 
 
+def verifier_init(recipe: DemoRecipe, generator: Path, run_dir: Path) -> Path:
+    """What the trained verifiers start from (``demo.verifier_init``): the generator or ``run_dir/verifier_lm``."""
+    return generator if recipe.demo.verifier_init == "generator" else run_dir / "verifier_lm"
+
+
 def train_verifier(
     key: str, recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path
 ) -> Path:
     """Train the recipe's ``prm``, ``orm`` or ``value`` verifier into ``run_dir/key`` (or return it
-    finished), reading the pool and the labels back from their files."""
+    finished) from ``verifier_init``, reading the pool and the labels back from their files."""
     from prmkit.reward.train import train_reward
     from prmkit.reward.value import train_value
 
     by_id = index_problems(train)
     pool = _pool(recipe, generator, train, run_dir)
+    init = str(verifier_init(recipe, generator, run_dir))
     if key == "value":
-        return train_value(recipe.value, pool, by_id, run_dir / key, default_init=str(generator))
+        return train_value(recipe.value, pool, by_id, run_dir / key, default_init=init)
     labels = annotate_pool(recipe, generator, train, run_dir) if _labelled(key, recipe.demo) else []
     data = verifier_data(key, recipe.demo, pool, labels)
-    return train_reward(getattr(recipe, key), data, by_id, run_dir / key, default_init=str(generator))
+    return train_reward(getattr(recipe, key), data, by_id, run_dir / key, default_init=init)
 
 
 def _trained(key: str, run_dir: Path) -> bool:
@@ -383,20 +393,28 @@ def _trained(key: str, run_dir: Path) -> bool:
 
 
 def verifier_jobs(recipe: DemoRecipe, generator: Path, train: list[Problem], run_dir: Path) -> list[Job]:
-    """Sample the train pool, annotate it, train the recipe's verifiers; none for the likelihood alone."""
+    """Train the verifiers' own LM (``demo.verifier_init: verifier_lm``), sample the train pool, annotate
+    it, train the recipe's verifiers; none for the likelihood alone. The jobs that wait for nothing come
+    first."""
     demo = recipe.demo
     keys = [k for k in ("prm", "value", "orm") if k in demo.verifiers]
     if not keys:
         return []
     args = (recipe, generator, train, run_dir)
     pool = _pool_args(*args)
-    jobs = [Job("sample_train", sample_with, pool, done=finished(pool[3], len(pool[1]) * pool[2].n))]
+    jobs, init_after = [], ()
+    if demo.verifier_init == "verifier_lm":
+        lm = verifier_init(recipe, generator, run_dir)
+        done = (lm / "config.json").exists()
+        jobs.append(Job("train_verifier_lm", train_sft, (recipe.verifier_lm, train, lm), done=done))
+        init_after = ("train_verifier_lm",)
+    jobs.append(Job("sample_train", sample_with, pool, done=finished(pool[3], len(pool[1]) * pool[2].n)))
     if _needs_labels(demo):
         jobs.append(Job("annotate", annotate_pool, args, after=("sample_train",)))
     for key in keys:
         after = ("annotate",) if _labelled(key, demo) else ("sample_train",)
         done = _trained(key, run_dir)
-        jobs.append(Job(f"train_{key}", train_verifier, (key, *args), after=after, done=done))
+        jobs.append(Job(f"train_{key}", train_verifier, (key, *args), after=after + init_after, done=done))
     return jobs
 
 
@@ -422,6 +440,9 @@ def verifier_summary(recipe: DemoRecipe, results: dict[str, Any]) -> dict[str, A
     pool = sorted(results["sample_train"], key=lambda s: s.sample_id)
     labels = results.get("annotate", [])
     info: dict[str, Any] = {"pool": accuracy_summary(pool, ks=())}
+    if demo.verifier_init == "verifier_lm":
+        lm = recipe.verifier_lm
+        info["init"] = {"model": lm.model, "steps": lm.max_steps, "epochs": lm.epochs, "lr": lm.lr}
     if "annotate" in results:
         done = [r for r in labels if not r.skipped]
         info["labels"] = {
@@ -642,15 +663,16 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
     trained_by = {v: f"train_{v.lower()}" for v in models if v != "likelihood"}  # verifier -> its job
     trainers = verifier_jobs(recipe, generator, train, run_dir)
     audit = bool(oracle and demo.audit_solutions and trainers)  # the audit annotates pool solutions
-    # in the order a free worker takes them: the train pool first (most jobs wait for it), then the
-    # test pools, the verifiers, search (the longest job after them), the scores and the RL runs
-    jobs = trainers[:1]
+    # in the order a free worker takes them: the verifiers' LM (the longest job, when there is one) and the
+    # train pool first (most jobs wait for them), then the test pools, the verifiers, search (the longest
+    # job after them), the scores and the RL runs
+    jobs = [j for j in trainers if not j.after]
     jobs += [
         j
         for name, (probs, n) in evaluated.items()
         for j in sample_jobs(name, probs, n, generator, recipe, run_dir)
     ]
-    jobs += trainers[1:]
+    jobs += [j for j in trainers if j.after]
     if audit:
         args = (recipe, generator, train, run_dir)
         jobs.append(Job("annotate_audit", audit_annotation, args, after=("sample_train",)))

@@ -159,6 +159,13 @@ def _verifiers(info: dict) -> list[str]:
         "",
         f"- Train pool: {pool['problems']} problems, {pool['samples']} samples, {pct(pool['accuracy'])} correct.",
     ]
+    if "init" in info:  # demo.verifier_init: verifier_lm
+        lm = info["init"]
+        length = f"{lm['steps']} steps" if lm["steps"] > 0 else f"{lm['epochs']:g} epochs"
+        lines.append(
+            f"- Every trained verifier starts from its own LM ({lm['model']}, {length} at lr {lm['lr']:g} on the"
+            " generator's reference solutions), not from the generator."
+        )
     if "labels" in info:
         lab = info["labels"]
         lines.append(

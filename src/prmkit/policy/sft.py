@@ -17,6 +17,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from prmkit.io import atomic_write_json
 from prmkit.models import format_prompt, model_source
@@ -29,6 +30,8 @@ SFT_META = "prmkit_sft.json"  # where the model started from: a path, or a hub i
 
 @dataclass(frozen=True)
 class SFTConfig:
+    stage: ClassVar[str] = "sft"  # the recipe stage, named in errors
+
     model: str = "scratch:demo"
     epochs: float = 2.0
     max_steps: int = -1  # overrides epochs when > 0
@@ -47,15 +50,26 @@ class SFTConfig:
     revision: str | None = None  # pin the model's hub id to a branch, tag or commit
 
     def __post_init__(self):
-        check_training(self, "sft")
+        check_training(self, self.stage)
         if self.grad_accum < 1:
-            raise ValueError("sft: grad_accum must be >= 1")
+            raise ValueError(f"{self.stage}: grad_accum must be >= 1")
         if self.model.startswith(SCRATCH):
             from prmkit.models import MODEL_SIZES
 
             size = self.model[len(SCRATCH) :]
             if size not in MODEL_SIZES:
-                raise ValueError(f"sft.model: unknown size {size!r}; valid: {', '.join(MODEL_SIZES)}")
+                raise ValueError(
+                    f"{self.stage}.model: unknown size {size!r}; valid: {', '.join(MODEL_SIZES)}"
+                )
+
+
+@dataclass(frozen=True)
+class VerifierLMConfig(SFTConfig):
+    """The demo's ``verifier_lm`` stage: a language model trained on the same reference solutions as the
+    generator, as its own job, for every trained verifier to start from (``demo.verifier_init``); a
+    larger or longer-trained one than the generator, as Cobbe et al. and Lightman et al. verify with."""
+
+    stage: ClassVar[str] = "verifier_lm"
 
 
 def _examples(problems: list[Problem]) -> list[tuple[str, str]]:
@@ -119,7 +133,9 @@ def train_sft(cfg: SFTConfig, problems: list[Problem], out_dir: str | Path) -> P
     tok.padding_side = "right"
     rows, truncated = tokenize_sft(tok, _examples(problems), cfg.max_length)
     if truncated:
-        print(f"sft: {truncated} of {len(rows)} examples longer than {cfg.max_length} tokens were truncated")
+        print(
+            f"{cfg.stage}: {truncated} of {len(rows)} examples longer than {cfg.max_length} tokens were truncated"
+        )
     steps_per_epoch = math.ceil(len(rows) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
     args = training_args(
