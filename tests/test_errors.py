@@ -40,7 +40,10 @@ def _run(name: str, tmp_path, *extra: str):
 def test_a_typo_in_a_stage_name_is_refused_everywhere(name, tmp_path):
     result, out = _run(name, tmp_path, "--set", "sampel.n=3")
     assert result.exit_code == 2, result.output
-    assert "unknown stage 'sampel'; valid: data, world, sft, verifier_lm, sample, annotate, prm, orm" in result.output
+    assert (
+        "unknown stage 'sampel'; valid: data, world, sft, verifier_lm, sample, annotate, prm, orm"
+        in result.output
+    )
     assert not out.exists()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("sample: {n: 2}\nanotate: {n: 4}\n")

@@ -164,7 +164,7 @@ def _verifiers(info: dict) -> list[str]:
         length = f"{lm['steps']} steps" if lm["steps"] > 0 else f"{lm['epochs']:g} epochs"
         lines.append(
             f"- Every trained verifier starts from its own LM ({lm['model']}, {length} at lr {lm['lr']:g} on the"
-            " generator's reference solutions), not from the generator."
+            " reference solutions the generator learnt from), not from the generator."
         )
     if "labels" in info:
         lab = info["labels"]
