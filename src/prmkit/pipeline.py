@@ -440,9 +440,6 @@ def verifier_summary(recipe: DemoRecipe, results: dict[str, Any]) -> dict[str, A
     pool = sorted(results["sample_train"], key=lambda s: s.sample_id)
     labels = results.get("annotate", [])
     info: dict[str, Any] = {"pool": accuracy_summary(pool, ks=())}
-    if demo.verifier_init == "verifier_lm":
-        lm = recipe.verifier_lm
-        info["init"] = {"model": lm.model, "steps": lm.max_steps, "epochs": lm.epochs, "lr": lm.lr}
     if "annotate" in results:
         done = [r for r in labels if not r.skipped]
         info["labels"] = {

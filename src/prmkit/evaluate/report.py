@@ -152,16 +152,16 @@ def auc_table(splits: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def _verifiers(info: dict) -> list[str]:
+def _verifiers(info: dict, recipe: dict) -> list[str]:
     pool = info["pool"]
     lines = [
         "## Verifier training data",
         "",
         f"- Train pool: {pool['problems']} problems, {pool['samples']} samples, {pct(pool['accuracy'])} correct.",
     ]
-    if "init" in info:  # demo.verifier_init: verifier_lm
-        lm = info["init"]
-        length = f"{lm['steps']} steps" if lm["steps"] > 0 else f"{lm['epochs']:g} epochs"
+    if recipe.get("demo", {}).get("verifier_init") == "verifier_lm":
+        lm = recipe["verifier_lm"]
+        length = f"{lm['max_steps']} steps" if lm["max_steps"] > 0 else f"{lm['epochs']:g} epochs"
         lines.append(
             f"- Every trained verifier starts from its own LM ({lm['model']}, {length} at lr {lm['lr']:g} on the"
             " reference solutions the generator learnt from), not from the generator."
@@ -315,7 +315,7 @@ def render_report(report: dict[str, Any]) -> str:
     for split, r in splits.items():
         lines += _generator(split, r)
     if report.get("verifiers"):
-        lines += _verifiers(report["verifiers"])
+        lines += _verifiers(report["verifiers"], report.get("recipe", {}))
     if report.get("annotation_audit"):
         lines += _audit(report["annotation_audit"])
     quality = {s: r["verifier_quality"] for s, r in splits.items() if r.get("verifier_quality")}
