@@ -324,6 +324,22 @@ def test_verifiers_can_start_from_their_own_lm(monkeypatch, tmp_path):
         DemoRecipe.from_dict({"verifier_lm": {"epochs": 0}})
 
 
+def test_sft_runs_first_and_the_verifiers_lm_beside_it(tmp_path):
+    """Every job of the demo waits for SFT but the verifiers' own LM, which reads no generator: the two
+    are the first jobs a pair of workers takes."""
+    import prmkit.pipeline as pl
+
+    splits = {"train": [], "test": [], "ood": [], "held_out": []}
+    for init, roots in (("generator", ["sft"]), ("verifier_lm", ["sft", "train_verifier_lm"])):
+        recipe = DemoRecipe.from_dict({"demo": {"verifier_init": init}, "rl": {"methods": ["rft"]}})
+        jobs = pl.demo_jobs(recipe, splits, tmp_path)
+        assert [j.name for j in jobs if not j.after] == roots == [j.name for j in jobs[: len(roots)]]
+        assert {"sample_train", "sample_test", "rl_rft-seed0"} <= {
+            j.name for j in jobs if j.after == ("sft",)
+        }
+        assert jobs[0].args == (recipe.sft, [], tmp_path / "generator")
+
+
 def test_the_demo_trains_the_verifiers_own_lm(tmp_path):
     """A tiny run with ``demo.verifier_init: verifier_lm``: the LM is trained on the train split and the
     PRM and ORM start from it, not from the generator; the report says so."""

@@ -13,10 +13,10 @@ of two configurations, with exceptions that mix nothing: RL methods appended to 
 appended to ``demo.verifiers``, and stages or fields the saved recipe predates (at their defaults),
 which leave every finished output valid and only add runs (and ``demo.workers``, which changes no output).
 
-Every stage after SFT is a job (``jobs.py``) that waits only for the jobs whose files it reads: with
-``demo.workers: 2`` the verifiers train while the test pools are sampled, and the scores, search and
-the RL runs share the two processes as their verifiers become ready; every number is the one a single
-process gives.
+Every stage is a job (``jobs.py``) that waits only for the jobs whose files it reads: with
+``demo.workers: 2`` the verifiers' own LM (``demo.verifier_init: verifier_lm``) trains beside SFT, the
+verifiers train while the test pools are sampled, and the scores, search and the RL runs share the two
+processes as their verifiers become ready; every number is the one a single process gives.
 
 The PRM learns from the annotated pool solutions; the ORM and the value verifier from every graded
 pool sample (``demo.orm_data: pool``), since outcome labels cost nothing but grading (Cobbe et al.
@@ -635,34 +635,29 @@ def run_demo(recipe_dict: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
         torch.set_num_threads(threads)
 
 
-def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
-    """SFT, then every other stage as one group of jobs, each started on one of ``demo.workers`` processes
-    once the jobs it reads from have finished; then the report."""
-    from prmkit.evaluate.report import render_report
-    from prmkit.rl.compare import rl_jobs, rl_summary
-
-    demo = recipe.demo
-    threads = demo.torch_threads or max(1, (os.cpu_count() or 1) // demo.workers)
-    timer = Timer(run_dir / "timings.json", workers=demo.workers, threads=threads)
-    splits = stage_problems(recipe, run_dir, timer)
-    oracle = recipe.data.source == "world"
-    gen_dir = run_dir / "generator"
-    generator = timer.run(
-        "sft", train_sft, recipe.sft, splits["train"], gen_dir, done=(gen_dir / "config.json").exists()
-    )
-    train, test = splits["train"], splits["test"]
-    evaluated = {
-        name: (probs, recipe.sample.n if name == "test" else demo.ood_samples)
+def _evaluated(recipe: DemoRecipe, splits: dict[str, list[Problem]]) -> dict[str, tuple[list[Problem], int]]:
+    """The splits the demo samples, scores and reports, with their samples per problem."""
+    return {
+        name: (probs, recipe.sample.n if name == "test" else recipe.demo.ood_samples)
         for name, probs in splits.items()
         if name not in ("train", "held_out")
     }
+
+
+def demo_jobs(recipe: DemoRecipe, splits: dict[str, list[Problem]], run_dir: Path) -> list[Job]:
+    """Every stage after the world as a job, in the order a free worker takes them: SFT and the verifiers'
+    LM (the longest job, when there is one; it reads no generator, so it trains beside SFT) and the train
+    pool first (most jobs wait for them), then the test pools, the verifiers, search (the longest job
+    after them), the scores and the RL runs."""
+    from prmkit.rl.compare import rl_jobs
+
+    demo = recipe.demo
+    generator = run_dir / "generator"
+    train, test = splits["train"], splits["test"]
+    evaluated = _evaluated(recipe, splits)
     models = verifier_models(recipe, generator, run_dir)
     trained_by = {v: f"train_{v.lower()}" for v in models if v != "likelihood"}  # verifier -> its job
     trainers = verifier_jobs(recipe, generator, train, run_dir)
-    audit = bool(oracle and demo.audit_solutions and trainers)  # the audit annotates pool solutions
-    # in the order a free worker takes them: the verifiers' LM (the longest job, when there is one) and the
-    # train pool first (most jobs wait for them), then the test pools, the verifiers, search (the longest
-    # job after them), the scores and the RL runs
     jobs = [j for j in trainers if not j.after]
     jobs += [
         j
@@ -670,7 +665,7 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
         for j in sample_jobs(name, probs, n, generator, recipe, run_dir)
     ]
     jobs += [j for j in trainers if j.after]
-    if audit:
+    if recipe.data.source == "world" and demo.audit_solutions and trainers:  # it annotates pool solutions
         args = (recipe, generator, train, run_dir)
         jobs.append(Job("annotate_audit", audit_annotation, args, after=("sample_train",)))
     if recipe.search.compare_problems and "PRM" in models:
@@ -686,7 +681,28 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
             run_dir, grpo=recipe.grpo, prm_aggregation=demo.prm_aggregation,
             trained_by=trained_by,
         )  # fmt: skip
-    done = timer.run_all(jobs)
+    sft = Job("sft", train_sft, (recipe.sft, train, generator), done=(generator / "config.json").exists())
+    # the jobs that wait for no other job read the generator, but the verifiers' LM
+    return [sft] + [
+        j if j.after or j.name == "train_verifier_lm" else replace(j, after=("sft",)) for j in jobs
+    ]
+
+
+def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
+    """Every stage as one group of jobs (``demo_jobs``), each started on one of ``demo.workers``
+    processes once the jobs it reads from have finished; then the report."""
+    from prmkit.evaluate.report import render_report
+    from prmkit.rl.compare import rl_summary
+
+    demo = recipe.demo
+    threads = demo.torch_threads or max(1, (os.cpu_count() or 1) // demo.workers)
+    timer = Timer(run_dir / "timings.json", workers=demo.workers, threads=threads)
+    splits = stage_problems(recipe, run_dir, timer)
+    oracle = recipe.data.source == "world"
+    generator = run_dir / "generator"
+    train, test = splits["train"], splits["test"]
+    models = verifier_models(recipe, generator, run_dir)
+    done = timer.run_all(demo_jobs(recipe, splits, run_dir))
     results = {
         name: evaluate_split(
             name,
@@ -700,8 +716,9 @@ def _run_demo(recipe: DemoRecipe, run_dir: Path) -> dict[str, Any]:
             timer,
             oracle,
         )  # fmt: skip
-        for name, (probs, n) in evaluated.items()
+        for name, (probs, n) in _evaluated(recipe, splits).items()
     }
+    audit = "annotate_audit" in done
     report = {
         "run_dir": str(run_dir),
         "recipe": recipe.to_dict(),
