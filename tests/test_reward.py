@@ -375,12 +375,46 @@ def test_train_reward_resumes_and_leaves_a_finished_dir_alone(world, tmp_path):
         ValueError, match=rf"examples: '{len(labels)} examples, .*now '{len(labels) - 1} examples"
     ):
         train_reward(cfg, labels[:-1], probs, out)
+    with pytest.raises(ValueError, match=r"group_by_length: False, now True"):
+        train_reward(RewardConfig(**{**cfg.__dict__, "group_by_length": True}), labels, probs, out)
+    claim = tmp_path / "orm.checkpoints" / "training.meta.json"  # as claimed before the field existed
+    meta = json.loads(claim.read_text())
+    del meta["config"]["group_by_length"]
+    claim.write_text(json.dumps(meta))
     train_reward(RewardConfig(**{**cfg.__dict__, "max_steps": 3}), labels, probs, out)
     assert last_checkpoint(tmp_path / "orm.checkpoints").endswith("checkpoint-3")
     assert StepRewardModel.from_pretrained(out).kind == "orm"
     assert train_reward(cfg, labels, probs, out) == out
     with pytest.raises(ValueError, match="--init"):
         train_reward(RewardConfig(), labels, probs, tmp_path / "none")
+
+
+def test_group_by_length_batches_solutions_of_similar_length(world, tmp_path, monkeypatch):
+    """``group_by_length``: each batch is a slice of a length-sorted run of a few batches (a "megabatch",
+    ``LengthGroupedSampler``), so it pads less than a random batch; by default the order is random."""
+    import prmkit.reward.train as rt
+
+    problems, tok = world
+    init = tmp_path / "gen"
+    new_model(tok, "test").save_pretrained(init)
+    tok.save_pretrained(init)
+    collate, batches = rt.collate_rewards, []  # the lengths of each batch's rows
+    monkeypatch.setattr(
+        rt,
+        "collate_rewards",
+        lambda fs, pad: batches.append([len(f["input_ids"]) for f in fs]) or collate(fs, pad),
+    )
+    labels, by_id, padding = _labels(problems, n=40), {p.id: p for p in problems}, {}
+    for grouped in (False, True):
+        batches.clear()
+        cfg = RewardConfig(
+            init=str(init), epochs=1, batch_size=4, eval_fraction=0.0, kind="orm", group_by_length=grouped
+        )
+        rt.train_reward(cfg, labels, by_id, tmp_path / f"orm-{grouped}")
+        assert sum(map(len, batches)) == 40
+        assert all(b == sorted(b, reverse=True) for b in batches) == grouped
+        padding[grouped] = sum(max(b) * len(b) - sum(b) for b in batches)
+    assert padding[True] < padding[False], padding
 
 
 def test_orm_supervised_by_a_prm_via_cli(tmp_path, tiny_model_dir):

@@ -401,13 +401,18 @@ def fingerprint(values: list[Any] | bytes | memoryview, what: str, count: int | 
 
 
 def claim_output(
-    out_path: str | Path, config: dict[str, Any], write: bool = True, remedy: str | None = None
+    out_path: str | Path,
+    config: dict[str, Any],
+    write: bool = True,
+    remedy: str | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """Tie an appended output to the configuration that writes it, in ``meta_path(out_path)``: a rerun
     with another configuration is refused before anything is written, naming what changed and what to
     do (``remedy``; by default: another output path, or delete it) (``write`` False: only that check).
     A model recorded by its resolved path counts as the same model when it lies where it lay before
-    relative to the output, so a run directory moved or copied whole still resumes.
+    relative to the output, so a run directory moved or copied whole still resumes; a field the claim
+    predates counts as having been at its value in ``defaults``.
 
     >>> import shutil, tempfile
     >>> run = Path(tempfile.mkdtemp()) / "run"; out = run / "samples.jsonl"
@@ -422,10 +427,17 @@ def claim_output(
     Traceback (most recent call last):
     ...
     ValueError: ...samples.jsonl was written with another configuration (model: ...); give another output path, or delete it and samples.meta.json
+    >>> out = moved / "samples.jsonl"; claim_output(out, {**cfg(16, moved), "new": 0}, defaults={"new": 0})
+    >>> claim_output(out, {**cfg(16, moved), "new": 1}, defaults={"new": 0})
+    Traceback (most recent call last):
+    ...
+    ValueError: ...samples.jsonl was written with another configuration (...new: 0, now 1...); give another output path, or delete it and samples.meta.json
     """
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back
     meta = _read_meta(out_path)
     old = meta.get("config")
+    if old is not None and defaults:
+        old = {**json.loads(json.dumps({k: v for k, v in defaults.items() if k in config})), **old}
     here = str(Path(out_path).resolve().parent)
     if old is not None and old != config:
         if "dir" in meta and _relative_paths(old, meta["dir"]) == _relative_paths(config, here):

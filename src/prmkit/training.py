@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,9 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
 
 def training_args(cfg: Any, out_dir: Path, evaluate: bool = False, **overrides: Any):
     """TrainingArguments from a stage config's common fields (epochs, max_steps, lr, batch_size,
-    logging_steps, save_steps, bf16, seed); held-out evaluation every ``save_steps`` when asked."""
+    logging_steps, save_steps, bf16, group_by_length, seed); held-out evaluation every ``save_steps``
+    when asked. ``group_by_length`` batches examples of similar length (``LengthGroupedSampler``: 50
+    batches' worth sorted by length, then cut), so batches carry less padding."""
     import torch
     from transformers import TrainingArguments
 
@@ -87,6 +89,7 @@ def training_args(cfg: Any, out_dir: Path, evaluate: bool = False, **overrides: 
         eval_strategy="steps" if evaluate else "no",
         eval_steps=cfg.save_steps,
         bf16=cfg.bf16,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         seed=cfg.seed,
         report_to="none",
         dataloader_num_workers=0,
@@ -126,6 +129,7 @@ def train_and_save(
         ckpt / "training",
         claim,
         write=trainer.is_world_process_zero(),
+        defaults={f.name: f.default for f in fields(cfg) if f.default is not MISSING},
         remedy=f"resume with those settings and data, give another output directory, or delete {ckpt} "
         "to start over",
     )

@@ -45,6 +45,7 @@ class SFTConfig:
     save_steps: int = 200
     logging_steps: int = 50
     bf16: bool = False
+    group_by_length: bool = False  # batches of similar-length examples: less padding, faster
     seed: int = 0
     trust_remote_code: bool = False  # run Python code shipped with the model (a hub model's auto_map)
     revision: str | None = None  # pin the model's hub id to a branch, tag or commit

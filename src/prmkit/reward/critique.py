@@ -44,6 +44,7 @@ class CritiqueConfig:
     save_steps: int = 200
     logging_steps: int = 50
     bf16: bool = False
+    group_by_length: bool = False  # batches of similar-length examples: less padding, faster
     trust_remote_code: bool = False  # run Python code shipped with the init model (a hub model's auto_map)
     revision: str | None = None  # pin the init model's hub id to a branch, tag or commit
 
