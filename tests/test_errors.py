@@ -91,6 +91,25 @@ def test_a_missing_model_directory_is_named(model, tmp_path, world):
     assert not out.exists()
 
 
+def test_a_missing_model_in_a_local_folder_is_not_taken_for_a_hub_id(tmp_path, monkeypatch, world):
+    """``owner/name`` is a hub id, unless ``owner`` is a folder here: then it is refused at once (offline,
+    the hub would be tried five times first)."""
+    from prmkit.io import write_jsonl
+
+    problems, _ = world
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "big").mkdir()
+    write_jsonl(tmp_path / "p.jsonl", problems[:2])
+    args = ["sample", "--model", "big/prm", "--problems", "p.jsonl", "--out", "s.jsonl"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == "error: big/prm: no such model directory (big/ is a folder here, so not a hub id)"
+    )
+    assert not (tmp_path / "s.jsonl").exists()
+
+
 def test_a_directory_without_a_model_is_named(tmp_path, world):
     from prmkit.io import write_jsonl
     from prmkit.sample import make_solution

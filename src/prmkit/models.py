@@ -122,7 +122,8 @@ def hub_kwargs(
 
 def check_local_model(name_or_path: str | Path) -> None:
     """Refuse, in one line, a model that can only be meant as a local directory (an absolute or ``./``
-    path, or more than one ``/``, which no hub id has) but is not one, instead of the hub's naming rules.
+    path, more than one ``/``, which no hub id has, or ``owner/name`` where ``owner`` is a folder here) but
+    is not one, instead of the hub's naming rules or, offline, a wait for the hub's retries.
 
     >>> check_local_model("/nonexistent/generator")
     Traceback (most recent call last):
@@ -139,6 +140,10 @@ def check_local_model(name_or_path: str | Path) -> None:
         raise ValueError(f"{name}: a model is a directory (or a hub id), not a file")
     elif name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise ValueError(f"{name}: no such model directory")
+    elif "/" in name and path.parent.is_dir():
+        raise ValueError(
+            f"{name}: no such model directory ({path.parent}/ is a folder here, so not a hub id)"
+        )
 
 
 def from_pretrained(
