@@ -21,14 +21,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import datasets
 import torch
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from prmkit.io import read_jsonl
 from prmkit.reward.model import StepRewardModel
-from prmkit.reward.train import RewardConfig, build_examples, collate_rewards, make_trainer, outcome_labels
-from prmkit.training import training_args
+from prmkit.reward.train import RewardConfig, build_examples, outcome_labels, reward_trainer
 from prmkit.types import Problem, Solution, index_problems
 
 
@@ -40,11 +38,7 @@ def real_share(lengths: list[int], order: list[int], batch_size: int) -> float:
 
 def steps_per_second(cfg: RewardConfig, rows: list[dict], out: Path) -> float:
     rm = StepRewardModel.from_pretrained(cfg.init, dtype="float32", kind="orm")
-    args = training_args(cfg, out, label_names=["labels"], remove_unused_columns=False, save_strategy="no")
-    trainer = make_trainer(
-        rm.label_ids, cfg.lm_coef, model=rm.model, args=args, train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=lambda fs: collate_rewards(fs, rm.tokenizer.pad_token_id), processing_class=rm.tokenizer,
-    )  # fmt: skip
+    trainer = reward_trainer(cfg, rm, rows, [], out, save_strategy="no")
     t0 = time.perf_counter()
     trainer.train()
     return cfg.max_steps / (time.perf_counter() - t0)

@@ -316,8 +316,6 @@ def train_reward(
     default_init: str | None = None,
 ) -> Path:
     """Train a PRM/ORM from ``cfg.init`` (or ``default_init``); the model lands in ``out_dir``."""
-    import datasets
-
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
@@ -333,20 +331,7 @@ def train_reward(
         raise ValueError("reward: no supervised steps in the labels (all skipped or unlabelled?)")
     train_rows, eval_rows = _split(rows, cfg.eval_fraction, cfg.seed)
     print(f"reward: {len(train_rows)} training and {len(eval_rows)} held-out solutions ({cfg.kind})")
-    args = training_args(
-        cfg, out_dir, evaluate=bool(eval_rows), label_names=["labels"], remove_unused_columns=False
-    )
-    trainer = make_trainer(
-        rm.label_ids,
-        cfg.lm_coef,
-        model=rm.model,
-        args=args,
-        train_dataset=datasets.Dataset.from_list(train_rows),
-        eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
-        data_collator=lambda fs: collate_rewards(fs, rm.tokenizer.pad_token_id),
-        processing_class=rm.tokenizer,
-        compute_metrics=step_metrics,
-    )
+    trainer = reward_trainer(cfg, rm, train_rows, eval_rows, out_dir)
 
     def save(tmp: Path, metrics: dict) -> None:
         trainer.save_model(str(tmp))
@@ -363,6 +348,39 @@ def train_reward(
 
     # "config.json exists" means finished
     return train_and_save(trainer, out_dir, save, cfg, evaluate=bool(eval_rows))
+
+
+def reward_trainer(
+    cfg: RewardConfig,
+    rm: StepRewardModel,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    out_dir: Path,
+    **overrides: Any,
+):
+    """The Trainer of ``train_reward`` for rows of ``build_examples``: ``cfg``'s arguments (``overrides``
+    on top), the reward collator, and held-out step accuracy when there are ``eval_rows``."""
+    import datasets
+
+    args = training_args(
+        cfg,
+        out_dir,
+        evaluate=bool(eval_rows),
+        label_names=["labels"],
+        remove_unused_columns=False,
+        **overrides,
+    )
+    return make_trainer(
+        rm.label_ids,
+        cfg.lm_coef,
+        model=rm.model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(train_rows),
+        eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
+        data_collator=lambda fs: collate_rewards(fs, rm.tokenizer.pad_token_id),
+        processing_class=rm.tokenizer,
+        compute_metrics=step_metrics,
+    )
 
 
 def reward_loss(model, inputs: dict[str, Any], label_ids: list[int], lm_coef: float = 0.0):
