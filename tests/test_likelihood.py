@@ -91,3 +91,24 @@ def test_loaded_by_prefix_and_scored_like_any_verifier(world, tmp_path, tiny_mod
     assert "likelihood best-of-N (last)" in table and "likelihood weighted SC (last)" in table
     (auc,) = auc_rows(sols, {"likelihood": scores}, {"likelihood": ["last"]})
     assert auc["problems"] == 3 and auc["pairs"] == 6 and 0 <= auc["auc"] <= 1
+
+
+def test_likelihood_scores_resume_in_a_moved_run_directory(world, tmp_path, tiny_model_dir, monkeypatch):
+    """The claim records the generator's resolved path, so the scores resume when the run directory
+    moves whole or is named from another working directory, and are refused for another generator."""
+    import shutil
+
+    problems, tok = world
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.move(tiny_model_dir(tok, "gen"), run / "generator")
+    probs = {p.id: p for p in problems[:2]}
+    sols = [Solution(p.id, 0, p.solution, split_steps(p.solution), p.answer, True) for p in problems[:2]]
+    monkeypatch.chdir(tmp_path)
+    assert score_solutions("likelihood:run/generator", sols, probs, run / "s.jsonl", progress=False) == (2, 0)
+    moved = shutil.move(run, tmp_path / "moved")
+    monkeypatch.chdir(moved)
+    assert score_solutions("likelihood:generator", sols, probs, moved / "s.jsonl", progress=False) == (0, 2)
+    shutil.copytree(moved / "generator", moved / "other")
+    with pytest.raises(ValueError, match="another configuration"):
+        score_solutions("likelihood:other", sols, probs, moved / "s.jsonl", progress=False)

@@ -430,3 +430,18 @@ def test_rl_cli_on_a_world_run_dir(world, tiny_model_dir, reward_dirs, tmp_path)
     assert "ppo (outcome) 1 iterations, greedy accuracy" in result.stdout  # on the run's test split
     evals = (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()
     assert list(json.loads(evals[0])) == ["iteration", "greedy_accuracy"]
+
+
+def test_run_claim_names_the_reward_model_by_its_resolved_path(tmp_path, monkeypatch):
+    """A run directory named from another working directory, or moved whole, resumes its RL state: the
+    claim records where the reward model lies, not how it was spelled."""
+    from prmkit.rl.loop import run_config
+
+    (tmp_path / "run" / "prm").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    outer = run_config("ppo", PPOConfig(reward="process", reward_model="run/prm"), {}, [], [])
+    monkeypatch.chdir(tmp_path / "run")
+    inner = run_config("ppo", PPOConfig(reward="process", reward_model="prm"), {}, [], [])
+    assert outer == inner and outer["ppo.reward_model"] == str((tmp_path / "run" / "prm").resolve())
+    hub = run_config("ppo", PPOConfig(reward="process", reward_model="org/prm-7b"), {}, [], [])
+    assert hub["ppo.reward_model"] == "org/prm-7b"  # not a local path: as given

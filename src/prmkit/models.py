@@ -163,6 +163,13 @@ def from_pretrained(
         raise DataError(name_or_path, None, f"cannot load {what}: {e}") from None
 
 
+def claimed_name(name_or_path: str | Path) -> str:
+    """A model as an output's claim names it (``io.claim_output``): a local path resolved, so that a run
+    directory moved or copied whole, or named from another working directory, still resumes; a hub id
+    as given."""
+    return str(Path(name_or_path).resolve()) if Path(name_or_path).exists() else str(name_or_path)
+
+
 def model_source(name_or_path: str | Path, model=None, revision: str | None = None) -> dict:
     """Where a loaded model came from, for a run's metadata: the resolved path of a local directory, or a
     hub id with the revision asked for and the commit it resolved to (the hub cache's snapshot that holds

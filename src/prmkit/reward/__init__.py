@@ -11,6 +11,7 @@ list[list[float]]``. ``score_solutions`` scores a list of sampled solutions into
 import json
 from pathlib import Path
 
+from prmkit.models import claimed_name
 from prmkit.reward.likelihood import PREFIX as LIKELIHOOD_PREFIX
 from prmkit.reward.likelihood import LikelihoodScorer
 from prmkit.reward.model import META_FILE, StepRewardModel, format_for_scoring
@@ -61,6 +62,15 @@ def load_reward_model(
     )
 
 
+def _model_claim(model) -> dict[str, str]:
+    """What a score file's claim records of ``model`` (``models.claimed_name``); ``likelihood:PATH`` as
+    that path and ``scorer: likelihood``."""
+    spec, scorer = str(model), {}
+    if spec.startswith(LIKELIHOOD_PREFIX):
+        spec, scorer = spec[len(LIKELIHOOD_PREFIX) :], {"scorer": "likelihood"}
+    return {"model": claimed_name(spec), **scorer}
+
+
 def score_solutions(
     model, solutions, problems, out_path, batch_size: int = 16, progress: bool = True, origin: str = "score",
     trust_remote_code: bool = False, revision: str | None = None, ray=None, backend: str = "hf", **kwargs,
@@ -77,8 +87,7 @@ def score_solutions(
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
         raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
-    where = Path(model).resolve() if Path(model).exists() else model
-    claim = {"model": str(where), "revision": revision, "backend": backend, **kwargs}  # what scores depend on
+    claim = {**_model_claim(model), "revision": revision, "backend": backend, **kwargs}  # what scores depend on
     # chunks of fixed bounds, each appended in one write: a chunk cut short by a kill is scored again
     # whole, in the same length-sorted batches, so the scores equal an uninterrupted run's to the bit
     starts = range(0, len(solutions), SCORE_CHUNK)

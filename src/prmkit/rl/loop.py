@@ -182,9 +182,14 @@ RESUME_FREE = ("iterations", "batch_size", "backend", "save_every", "eval_every"
 
 def run_config(method: str, cfg: Any, source: dict, problems: list[Problem], evals: list[Problem]) -> dict:
     """What a resumed run must share with the one that saved its state: the stage's settings but
-    ``RESUME_FREE``, the policy's model, and the training and held-out problems (``io.fingerprint`` of
-    their ids)."""
-    fields = {f"{method}.{k}": v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
+    ``RESUME_FREE`` (the reward model by ``models.claimed_name``), the policy's model, and the training
+    and held-out problems (``io.fingerprint`` of their ids)."""
+    from prmkit.models import claimed_name
+
+    settings = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE}
+    if settings.get("reward_model"):
+        settings["reward_model"] = claimed_name(settings["reward_model"])
+    fields = {f"{method}.{k}": v for k, v in settings.items()}
     problem_ids = {
         k: fingerprint([p.id for p in ps], "problems")
         for k, ps in (("problems", problems), ("held_out", evals))
