@@ -87,7 +87,8 @@ def score_solutions(
     missing = sorted({s.problem_id for s in solutions} - set(problems))
     if missing:
         raise ValueError(f"{origin}: {len(missing)} problems of the samples not found, e.g. {missing[0]}")
-    claim = {**_model_claim(model), "revision": revision, "backend": backend, **kwargs}  # what scores depend on
+    # what scores depend on
+    claim = {**_model_claim(model), "revision": revision, "backend": backend, **kwargs}
     # chunks of fixed bounds, each appended in one write: a chunk cut short by a kill is scored again
     # whole, in the same length-sorted batches, so the scores equal an uninterrupted run's to the bit
     starts = range(0, len(solutions), SCORE_CHUNK)
