@@ -175,7 +175,7 @@ def model_source(name_or_path: str | Path, model=None, revision: str | None = No
     hub id with the revision asked for and the commit it resolved to (the hub cache's snapshot that holds
     its ``config.json``; older transformers also kept it as ``config._commit_hash``)."""
     if Path(name_or_path).exists():
-        return {"path": str(Path(name_or_path).resolve())}
+        return {"path": claimed_name(name_or_path)}
     commit = getattr(getattr(model, "config", model), "_commit_hash", None)
     if commit is None:
         from huggingface_hub import try_to_load_from_cache
