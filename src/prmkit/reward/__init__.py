@@ -38,10 +38,10 @@ def load_reward_model(
     ``revision`` pins a hub id."""
     if backend not in BACKENDS:
         raise ValueError(f"reward backend: unknown {backend!r}; valid: {', '.join(BACKENDS)}")
-    if str(path_or_id).startswith(LIKELIHOOD_PREFIX):
+    path = _likelihood_path(path_or_id)
+    if path is not None:
         if backend != "hf":
             raise ValueError(f"{path_or_id}: the likelihood scorer runs on the hf backend only")
-        path = str(path_or_id)[len(LIKELIHOOD_PREFIX) :]
         unknown = sorted(set(kwargs) - {"dtype", "device", "max_length"})
         if unknown:
             raise ValueError(f"{path_or_id}: the likelihood scorer takes no {', '.join(unknown)}")
@@ -62,13 +62,19 @@ def load_reward_model(
     )
 
 
+def _likelihood_path(spec) -> str | None:
+    """The generator's path of ``likelihood:PATH``; None for any other model."""
+    spec = str(spec)
+    return spec[len(LIKELIHOOD_PREFIX) :] if spec.startswith(LIKELIHOOD_PREFIX) else None
+
+
 def _model_claim(model) -> dict[str, str]:
     """What a score file's claim records of ``model`` (``models.claimed_name``); ``likelihood:PATH`` as
     that path and ``scorer: likelihood``."""
-    spec, scorer = str(model), {}
-    if spec.startswith(LIKELIHOOD_PREFIX):
-        spec, scorer = spec[len(LIKELIHOOD_PREFIX) :], {"scorer": "likelihood"}
-    return {"model": claimed_name(spec), **scorer}
+    path = _likelihood_path(model)
+    if path is None:
+        return {"model": claimed_name(model)}
+    return {"model": claimed_name(path), "scorer": "likelihood"}
 
 
 def score_solutions(
