@@ -28,9 +28,14 @@ def crossings(auc: np.ndarray, gap: np.ndarray) -> dict:
     """The line gap = slope * auc + icpt, and the AUCs where it crosses 0 and TARGET."""
     slope, icpt = np.polyfit(auc, gap, 1)
     resid = gap - (slope * auc + icpt)
-    return {"n": int(len(auc)), "slope_points_per_auc": float(slope), "r": float(np.corrcoef(auc, gap)[0, 1]),
-            "auc_at_0": float(-icpt / slope), "auc_at_target": float((TARGET - icpt) / slope),
-            "resid_sd": float(resid.std(ddof=2))}
+    return {
+        "n": int(len(auc)),
+        "slope_points_per_auc": float(slope),
+        "r": float(np.corrcoef(auc, gap)[0, 1]),
+        "auc_at_0": float(-icpt / slope),
+        "auc_at_target": float((TARGET - icpt) / slope),
+        "resid_sd": float(resid.std(ddof=2)),
+    }
 
 
 def fit(auc: np.ndarray, gap: np.ndarray, boots: int, rng: np.random.Generator) -> dict:
@@ -43,14 +48,26 @@ def fit(auc: np.ndarray, gap: np.ndarray, boots: int, rng: np.random.Generator) 
     for key in ("auc_at_0", "auc_at_target"):
         vals = np.array([d[key] for d in draws])
         out[key + "_95"] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
-    return {k: round(v, 3) if isinstance(v, float) else ([round(x, 3) for x in v] if isinstance(v, list) else v)
-            for k, v in out.items()}
+    return out
+
+
+def rounded(obj):
+    """``obj`` with every float in it to 3 decimals, for the printed line (the plot uses the full fit)."""
+    if isinstance(obj, float):
+        return round(obj, 3)
+    if isinstance(obj, dict):
+        return {k: rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [rounded(v) for v in obj]
+    return obj
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=Path, default=HERE / "data" / "verifier_bon64.csv")
-    ap.add_argument("--plot", type=Path, default=None, help="write the scatter and the fitted lines here (PNG)")
+    ap.add_argument(
+        "--plot", type=Path, default=None, help="write the scatter and the fitted lines here (PNG)"
+    )
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples of the rows")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -62,10 +79,15 @@ def main() -> None:
             try:
                 row[field] = float(row[field])
             except (KeyError, TypeError, ValueError):
-                raise SystemExit(f"{args.points}:{i}: field {field!r} must be a number, got {row.get(field)!r}")
+                raise SystemExit(
+                    f"{args.points}:{i}: field {field!r} must be a number, got {row.get(field)!r}"
+                ) from None
     rng = np.random.default_rng(args.seed)
-    groups = {"all": rows, "test": [r for r in rows if r["split"] == "test"],
-              "dev": [r for r in rows if r["split"] != "test"]}
+    groups = {
+        "all": rows,
+        "test": [r for r in rows if r["split"] == "test"],
+        "dev": [r for r in rows if r["split"] != "test"],
+    }
     result = {"target_points": TARGET}
     for name, group in groups.items():
         auc = np.array([r["auc"] for r in group])
@@ -84,8 +106,14 @@ def main() -> None:
             group = groups[name]
             for kind, marker in (("PRM", "o"), ("ORM", "s")):
                 pts = [r for r in group if r["verifier"].startswith(kind)]
-                ax.scatter([r["auc"] for r in pts], [r["bon64_minus_majority"] for r in pts], c=color,
-                           marker=marker, alpha=0.75, label=f"{kind}, {name}")
+                ax.scatter(
+                    [r["auc"] for r in pts],
+                    [r["bon64_minus_majority"] for r in pts],
+                    c=color,
+                    marker=marker,
+                    alpha=0.75,
+                    label=f"{kind}, {name}",
+                )
             f = result[name]
             ax.plot(xs, f["slope_points_per_auc"] * (xs - f["auc_at_0"]), color=color, lw=1)
         ax.axhline(0, color="grey", lw=0.8)
@@ -99,7 +127,7 @@ def main() -> None:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=120)
         result["plot"] = str(args.plot)
-    print(json.dumps(result))
+    print(json.dumps(rounded(result)))
 
 
 if __name__ == "__main__":
